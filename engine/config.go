@@ -1,0 +1,226 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"time"
+
+	"github.com/cairn-db/cairn/storage"
+	"github.com/cairn-db/cairn/transport"
+)
+
+// Peer is a member of the initial cluster.
+type Peer struct {
+	ID   uint64
+	Addr string
+}
+
+// Config configures an Engine. Zero values take the defaults documented on
+// each field; Validate names the first bad field.
+type Config struct {
+	// NodeID identifies this node in its cluster; never 0, never reused.
+	NodeID uint64
+	// ClusterName identifies the cluster. A data directory or a peer of
+	// another cluster is refused. Default "cairn".
+	ClusterName string
+	// DataDir holds the node's log, state and snapshots. Required.
+	DataDir string
+	// ListenPeer is the address the gRPC transport listens on for peers.
+	// Default "127.0.0.1:2380". Ignored when Transport is set.
+	ListenPeer string
+	// InitialCluster lists the members a new cluster starts with, this node
+	// included. Empty means a one-node cluster of this node at ListenPeer.
+	// It is only used to bootstrap an empty data directory.
+	InitialCluster []Peer
+	// Join starts the node empty, waiting to be added to a running cluster
+	// by AddVoter or AddLearner on one of its members.
+	Join bool
+
+	Raft        RaftConfig
+	Persistence PersistenceConfig
+	Snapshot    SnapshotConfig
+	Network     transport.NetworkOptions
+	Compression transport.Compression
+	Storage     storage.Options
+
+	// StateMachine receives committed entries. Required.
+	StateMachine StateMachine
+	// NewTransport, if set, replaces the gRPC transport (tests use
+	// transport/memnet). It is called once the node's storage is open, with
+	// the snapshot store the transport streams snapshots from and to. The
+	// engine starts and closes the transport.
+	NewTransport func(snaps transport.SnapshotStore) (transport.Transport, error)
+	// Reporter receives the engine's events. Nil: none are built.
+	Reporter Reporter
+	// Logger receives structured logs. Nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// RaftConfig tunes the raft node ([raft] in the configuration file).
+type RaftConfig struct {
+	// TickMs is the length of one raft tick in milliseconds. Default 100.
+	TickMs int `toml:"tick_ms"`
+	// ElectionTick is the election timeout in ticks. Default 10.
+	ElectionTick int `toml:"election_tick"`
+	// HeartbeatTick is the heartbeat interval in ticks. Default 1.
+	HeartbeatTick int `toml:"heartbeat_tick"`
+	// MaxSizePerMsg bounds the entries in one append message. Default 1 MiB.
+	MaxSizePerMsg uint64 `toml:"max_size_per_msg"`
+	// MaxInflightMsgs bounds append messages in flight to one follower. Default 256.
+	MaxInflightMsgs int `toml:"max_inflight_msgs"`
+	// MaxUncommittedBytes bounds the leader's uncommitted log; proposals past it
+	// are dropped. Default 64 MiB.
+	MaxUncommittedBytes uint64 `toml:"max_uncommitted_bytes"`
+	// MaxProposalBytes bounds one proposal. Default 1.5 MiB (etcd's request limit).
+	MaxProposalBytes int `toml:"max_proposal_bytes"`
+	// DisablePreVote and DisableCheckQuorum turn off what is on by default:
+	// a partitioned node rejoining does not disrupt the leader (PreVote), and a
+	// leader that lost its quorum steps down (CheckQuorum).
+	DisablePreVote     bool `toml:"disable_pre_vote"`
+	DisableCheckQuorum bool `toml:"disable_check_quorum"`
+}
+
+// Tick returns TickMs as a duration.
+func (r RaftConfig) Tick() time.Duration { return time.Duration(r.TickMs) * time.Millisecond }
+
+// SnapshotConfig is the snapshot and log compaction policy ([raft.snapshot]).
+type SnapshotConfig struct {
+	// Threshold is the number of applied entries after which a new snapshot is
+	// taken. Default 10000.
+	Threshold uint64 `toml:"threshold"`
+	// CatchUpMargin is the number of entries kept in the log behind a
+	// snapshot, so that a follower slightly behind catches up from the log
+	// instead of needing the snapshot. Default 5000.
+	CatchUpMargin uint64 `toml:"catch_up_margin"`
+}
+
+// DefaultConfig returns a configuration that runs a one-node cluster on a
+// laptop; DataDir and StateMachine still need setting.
+func DefaultConfig() Config {
+	c := Config{}
+	c.setDefaults()
+	return c
+}
+
+func (c *Config) setDefaults() {
+	if c.ClusterName == "" {
+		c.ClusterName = "cairn"
+	}
+	if c.NodeID == 0 && len(c.InitialCluster) == 0 && !c.Join {
+		c.NodeID = 1
+	}
+	if c.ListenPeer == "" {
+		c.ListenPeer = "127.0.0.1:2380"
+	}
+	r := &c.Raft
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&r.TickMs, 100)
+	def(&r.ElectionTick, 10)
+	def(&r.HeartbeatTick, 1)
+	def(&r.MaxInflightMsgs, 256)
+	def(&r.MaxProposalBytes, 3<<19)
+	if r.MaxSizePerMsg == 0 {
+		r.MaxSizePerMsg = 1 << 20
+	}
+	if r.MaxUncommittedBytes == 0 {
+		r.MaxUncommittedBytes = 64 << 20
+	}
+	if c.Persistence.Strategy == "" {
+		c.Persistence.Strategy = DiskFirst
+	}
+	if c.Persistence.FlushPolicy == (FlushPolicy{}) {
+		c.Persistence.FlushPolicy = DefaultFlushPolicy()
+	}
+	if c.Snapshot.Threshold == 0 {
+		c.Snapshot.Threshold = 10000
+	}
+	if c.Snapshot.CatchUpMargin == 0 {
+		c.Snapshot.CatchUpMargin = 5000
+	}
+	if c.Network == (transport.NetworkOptions{}) {
+		c.Network = transport.DefaultNetworkOptions()
+	}
+	if c.Compression == (transport.Compression{}) {
+		c.Compression = transport.DefaultCompression()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// ErrInvalidConfig marks every configuration error.
+var ErrInvalidConfig = errors.New("engine: invalid config")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+}
+
+// Validate applies defaults and checks c, naming the first bad field.
+func (c *Config) Validate() error {
+	c.setDefaults()
+	switch {
+	case c.NodeID == 0:
+		return invalid("node id must be set (and not 0) for a cluster member")
+	case c.DataDir == "":
+		return invalid("data dir must be set")
+	case c.StateMachine == nil:
+		return invalid("a state machine must be set")
+	case c.Raft.TickMs < 1:
+		return invalid("raft.tick_ms = %d: must be at least 1", c.Raft.TickMs)
+	case c.Raft.HeartbeatTick < 1:
+		return invalid("raft.heartbeat_tick = %d: must be at least 1", c.Raft.HeartbeatTick)
+	case c.Raft.ElectionTick <= c.Raft.HeartbeatTick:
+		return invalid("raft.election_tick = %d: must be greater than raft.heartbeat_tick (%d)", c.Raft.ElectionTick, c.Raft.HeartbeatTick)
+	case c.Raft.MaxInflightMsgs < 1:
+		return invalid("raft.max_inflight_msgs = %d: must be at least 1", c.Raft.MaxInflightMsgs)
+	case c.Raft.MaxProposalBytes < 1:
+		return invalid("raft.max_proposal_bytes = %d: must be at least 1", c.Raft.MaxProposalBytes)
+	case c.Snapshot.CatchUpMargin > c.Snapshot.Threshold*10:
+		return invalid("raft.snapshot.catch_up_margin = %d: must be at most 10 × threshold (%d)", c.Snapshot.CatchUpMargin, c.Snapshot.Threshold)
+	}
+	if err := c.Persistence.Validate(); err != nil {
+		return err
+	}
+	if err := c.Network.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	seen := map[uint64]bool{}
+	self := false
+	for _, p := range c.InitialCluster {
+		if p.ID == 0 {
+			return invalid("initial cluster: member id 0 is not allowed")
+		}
+		if seen[p.ID] {
+			return invalid("initial cluster: member id %d listed twice", p.ID)
+		}
+		if p.Addr == "" {
+			return invalid("initial cluster: member %d has no address", p.ID)
+		}
+		seen[p.ID] = true
+		self = self || p.ID == c.NodeID
+	}
+	if len(c.InitialCluster) > 0 && !self && !c.Join {
+		return invalid("initial cluster does not include this node (id %d)", c.NodeID)
+	}
+	return nil
+}
+
+// ClusterID derives the cluster's numeric id from its name.
+func (c *Config) ClusterID() uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(c.ClusterName))
+	return h.Sum64()
+}
+
+func (c *Config) initialPeers() []Peer {
+	if len(c.InitialCluster) > 0 {
+		return c.InitialCluster
+	}
+	return []Peer{{ID: c.NodeID, Addr: c.ListenPeer}}
+}

@@ -1,0 +1,140 @@
+package engine
+
+import (
+	"errors"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// runRaft is the raft loop: the only goroutine that touches the RawNode.
+// It ticks, steps what arrives, and hands each Ready out: local storage
+// work to the log writer and the apply loop, everything else to the
+// transport. With AsyncStorageWrites nothing here waits for a disk.
+func (e *Engine) runRaft() {
+	defer e.wg.Done()
+	ticker := time.NewTicker(e.cfg.Raft.Tick())
+	defer ticker.Stop()
+	var (
+		inbox  []inboxItem
+		soft   = raft.SoftState{}
+		outbox []*raftpb.Message
+	)
+	rn := e.rn
+	for {
+		select {
+		case <-ticker.C:
+			rn.Tick()
+		case ps := <-e.propc:
+			e.propose(rn, ps)
+		case <-e.inbox.notify:
+			inbox = e.inbox.drain(inbox)
+			for i := range inbox {
+				e.step(rn, &inbox[i])
+			}
+			clear(inbox)
+		case f := <-e.reqc:
+			f(rn)
+		case <-e.stopc:
+			return
+		}
+		if !rn.HasReady() {
+			continue
+		}
+		rd := rn.Ready()
+		if rd.SoftState != nil && *rd.SoftState != soft {
+			e.softStateChanged(soft, *rd.SoftState, rn.BasicStatus().GetTerm())
+			soft = *rd.SoftState
+		}
+		if hs := rd.HardState; hs != nil && hs.GetCommit() > 0 {
+			e.commit.Store(hs.GetCommit())
+		}
+		for _, m := range rd.Messages {
+			switch m.GetTo() {
+			case raft.LocalAppendThread:
+				e.appendq.push(m)
+			case raft.LocalApplyThread:
+				e.applyq.push(applyTask{msg: m})
+			default:
+				outbox = append(outbox, m)
+			}
+		}
+		if len(outbox) > 0 {
+			e.tr.Send(outbox)
+			outbox = nil // the transport owns the slice now
+		}
+	}
+}
+
+// step feeds one inbox item to raft. Errors are expected and harmless: a
+// message from a removed peer, a stale response after a term change.
+func (e *Engine) step(rn *raft.RawNode, it *inboxItem) {
+	switch {
+	case it.msg != nil:
+		if err := rn.Step(it.msg); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
+			e.log.Debug("step", "type", it.msg.GetType().String(), "from", it.msg.GetFrom(), "err", err)
+		}
+	case it.unreachable != 0:
+		rn.ReportUnreachable(it.unreachable)
+	case it.snapshotTo != 0:
+		status := raft.SnapshotFinish
+		if !it.snapshotOK {
+			status = raft.SnapshotFailure
+		}
+		rn.ReportSnapshot(it.snapshotTo, status)
+	}
+}
+
+// propose hands a batch of proposals to raft as one MsgProp.
+func (e *Engine) propose(rn *raft.RawNode, ps []*proposal) {
+	// Take whatever else is already waiting, so a burst becomes one append.
+	for more := true; more && len(ps) < 4096; {
+		select {
+		case next := <-e.propc:
+			ps = append(ps, next...)
+		default:
+			more = false
+		}
+	}
+	ents := make([]*raftpb.Entry, len(ps))
+	for i, p := range ps {
+		ents[i] = &raftpb.Entry{Data: p.data}
+	}
+	err := rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(e.id), Entries: ents})
+	if err != nil {
+		for _, p := range ps {
+			e.waiters.resolve(p.seq, result{err: ErrProposalDropped})
+		}
+		e.ev.emit(Event{Type: EventProposalDropped, Count: uint64(len(ps)), Reason: err.Error()})
+	}
+}
+
+func (e *Engine) softStateChanged(prev, cur raft.SoftState, term uint64) {
+	if prev.RaftState != cur.RaftState {
+		e.ev.emit(Event{Type: EventRoleChanged, From: roleOf(prev.RaftState), To: roleOf(cur.RaftState), Term: term})
+		e.log.Debug("role changed", "from", roleOf(prev.RaftState), "to", roleOf(cur.RaftState), "term", term)
+	}
+	if prev.Lead != cur.Lead {
+		e.ev.emit(Event{Type: EventLeaderChanged, Leader: cur.Lead, Term: term})
+		if cur.Lead != raft.None {
+			e.log.Info("leader elected", "leader", cur.Lead, "term", term)
+		}
+	}
+	e.leader.set(cur.Lead, term)
+	if cur.Lead != raft.None {
+		e.markReadyAt(e.commit.Load())
+	}
+}
+
+// withRaft runs f on the raft loop and waits for it.
+func (e *Engine) withRaft(f func(rn *raft.RawNode)) error {
+	done := make(chan struct{})
+	select {
+	case e.reqc <- func(rn *raft.RawNode) { f(rn); close(done) }:
+	case <-e.stopc:
+		return ErrStopped
+	}
+	<-done // f runs on the raft loop once accepted; it always completes
+	return nil
+}

@@ -1,0 +1,67 @@
+package engine
+
+import (
+	"fmt"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// maybeSnapshot takes a snapshot when Snapshot.Threshold entries have been
+// applied since the last one. It runs on the apply loop: the state
+// machine's point-in-time view is taken here, between batches, and written
+// to disk by another goroutine while applying goes on.
+func (e *Engine) maybeSnapshot() {
+	st := &e.as
+	if st.index < st.snapIndex+e.cfg.Snapshot.Threshold || st.snapping.Load() {
+		return
+	}
+	view, err := e.sm.Snapshot()
+	if err != nil {
+		e.fail(fmt.Errorf("engine: state machine snapshot at %d: %w", st.index, err))
+		return
+	}
+	meta := &raftpb.SnapshotMetadata{Index: new(st.index), Term: new(st.term), ConfState: proto.CloneOf(st.confState)}
+	members := e.members.encode()
+	st.snapping.Store(true)
+	st.snapIndex = st.index
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer st.snapping.Store(false)
+		if err := e.writeSnapshot(meta, members, view); err != nil {
+			e.fail(err)
+		}
+	}()
+}
+
+// writeSnapshot writes a snapshot file, records it as the latest, and
+// compacts the log behind it, keeping CatchUpMargin entries.
+func (e *Engine) writeSnapshot(meta *raftpb.SnapshotMetadata, members []byte, view Snapshot) error {
+	defer view.Release()
+	start := time.Now()
+	w, err := e.store.CreateSnapshot(meta, members)
+	if err != nil {
+		return err
+	}
+	n, err := view.WriteTo(w)
+	if err != nil {
+		w.Abort()
+		return fmt.Errorf("engine: write snapshot %d: %w", meta.GetIndex(), err)
+	}
+	if err := w.Finish(); err != nil {
+		return err
+	}
+	if err := e.store.SetSnapshot(meta); err != nil {
+		return err
+	}
+	if margin := e.cfg.Snapshot.CatchUpMargin; meta.GetIndex() > margin {
+		if err := e.store.Compact(meta.GetIndex() - margin); err != nil {
+			return err
+		}
+	}
+	e.ev.emit(Event{Type: EventSnapshotCreated, Index: meta.GetIndex(), Bytes: n, Duration: time.Since(start)})
+	e.log.Debug("snapshot created", "index", meta.GetIndex(), "bytes", n, "took", time.Since(start))
+	return nil
+}

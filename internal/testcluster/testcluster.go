@@ -1,0 +1,371 @@
+// Package testcluster runs several engine nodes in one process, on the
+// in-memory network of transport/memnet, for the engine's cluster tests.
+//
+// It records what every node does and checks the safety properties online:
+// at most one leader per term (from every node's leader-changed events) and
+// one value per committed index (from every node's applied entries, across
+// restarts). Tests call Check at the end, or at any point.
+package testcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cairn-db/cairn/engine"
+	"github.com/cairn-db/cairn/examples/memkv"
+	"github.com/cairn-db/cairn/transport"
+	"github.com/cairn-db/cairn/transport/memnet"
+)
+
+// Options shape a cluster. Zero values take test-friendly defaults.
+type Options struct {
+	Seed         uint64
+	TickMs       int // default 10
+	ElectionTick int // default 15
+	Persistence  engine.PersistenceConfig
+	Snapshot     engine.SnapshotConfig
+	// Configure, if set, edits each node's config before it starts.
+	Configure func(*engine.Config)
+}
+
+// Cluster is a set of nodes on one memnet.Network.
+type Cluster struct {
+	t    testing.TB
+	Net  *memnet.Network
+	opts Options
+	root string
+
+	mu       sync.Mutex
+	nodes    map[uint64]*Node
+	leaders  map[uint64]uint64 // term -> leader seen by any node
+	applied  map[uint64]uint64 // index -> hash of the entry's data
+	problems []string
+}
+
+// Node is one member.
+type Node struct {
+	ID     uint64
+	Dir    string
+	Engine *engine.Engine // nil while stopped
+	SM     *memkv.Store
+}
+
+// New starts n voters with ids 1..n and waits for a leader.
+func New(t testing.TB, n int, opts Options) *Cluster {
+	t.Helper()
+	if opts.TickMs == 0 {
+		opts.TickMs = 10
+	}
+	if opts.ElectionTick == 0 {
+		opts.ElectionTick = 15
+	}
+	if opts.Seed == 0 {
+		opts.Seed = 1
+	}
+	c := &Cluster{
+		t: t, Net: memnet.New(opts.Seed), opts: opts, root: t.TempDir(),
+		nodes: map[uint64]*Node{}, leaders: map[uint64]uint64{}, applied: map[uint64]uint64{},
+	}
+	t.Cleanup(c.Close)
+	for id := uint64(1); id <= uint64(n); id++ {
+		c.nodes[id] = &Node{ID: id, Dir: filepath.Join(c.root, "n"+strconv.FormatUint(id, 10))}
+	}
+	for id := uint64(1); id <= uint64(n); id++ {
+		if err := c.start(id, false); err != nil {
+			t.Fatalf("start node %d: %v", id, err)
+		}
+	}
+	c.WaitLeader(10 * time.Second)
+	return c
+}
+
+func (c *Cluster) initialCluster() []engine.Peer {
+	var peers []engine.Peer
+	for id := range c.nodes {
+		peers = append(peers, engine.Peer{ID: id, Addr: memnet.Addr(id)})
+	}
+	sort.Slice(peers, func(i, j int) bool { return peers[i].ID < peers[j].ID })
+	return peers
+}
+
+// Config returns the configuration node id starts with.
+func (c *Cluster) Config(id uint64, join bool) engine.Config {
+	c.mu.Lock()
+	n := c.nodes[id]
+	c.mu.Unlock()
+	cfg := engine.Config{
+		NodeID:      id,
+		ClusterName: "test",
+		DataDir:     n.Dir,
+		Join:        join,
+		Persistence: c.opts.Persistence,
+		Snapshot:    c.opts.Snapshot,
+		Raft:        engine.RaftConfig{TickMs: c.opts.TickMs, ElectionTick: c.opts.ElectionTick, HeartbeatTick: 2},
+		Reporter:    reporter{c: c},
+		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		NewTransport: func(snaps transport.SnapshotStore) (transport.Transport, error) {
+			return c.Net.Transport(id, snaps), nil
+		},
+	}
+	if !join {
+		cfg.InitialCluster = c.initialCluster()
+	}
+	if c.opts.Configure != nil {
+		c.opts.Configure(&cfg)
+	}
+	return cfg
+}
+
+func (c *Cluster) start(id uint64, join bool) error {
+	cfg := c.Config(id, join)
+	sm := memkv.New()
+	sm.OnApply = func(e engine.Entry) { c.recordApply(id, e) }
+	cfg.StateMachine = sm
+	e, err := engine.Start(cfg)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.nodes[id].Engine, c.nodes[id].SM = e, sm
+	c.mu.Unlock()
+	return nil
+}
+
+// Node returns member id.
+func (c *Cluster) Node(id uint64) *Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[id]
+}
+
+// Running returns the ids of the running nodes, sorted.
+func (c *Cluster) Running() []uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ids []uint64
+	for id, n := range c.nodes {
+		if n.Engine != nil {
+			ids = append(ids, id)
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}
+
+// Stop stops node id cleanly.
+func (c *Cluster) Stop(id uint64) {
+	c.t.Helper()
+	n := c.Node(id)
+	if n.Engine == nil {
+		return
+	}
+	if err := n.Engine.Stop(); err != nil {
+		c.t.Errorf("stop node %d: %v", id, err)
+	}
+	c.mu.Lock()
+	n.Engine = nil
+	c.mu.Unlock()
+}
+
+// Restart starts a stopped node again from its data directory.
+func (c *Cluster) Restart(id uint64) {
+	c.t.Helper()
+	if err := c.start(id, false); err != nil {
+		c.t.Fatalf("restart node %d: %v", id, err)
+	}
+}
+
+// Join starts a new, empty node that waits to be added to the cluster.
+func (c *Cluster) Join(id uint64) *Node {
+	c.t.Helper()
+	c.mu.Lock()
+	c.nodes[id] = &Node{ID: id, Dir: filepath.Join(c.root, "n"+strconv.FormatUint(id, 10))}
+	c.mu.Unlock()
+	if err := c.start(id, true); err != nil {
+		c.t.Fatalf("join node %d: %v", id, err)
+	}
+	return c.Node(id)
+}
+
+// Leader returns the leader most running nodes agree on, or 0.
+func (c *Cluster) Leader() uint64 {
+	votes := map[uint64]int{}
+	running := c.Running()
+	var term uint64
+	for _, id := range running {
+		st := c.Node(id).Engine.Status()
+		if st.Leader != 0 && st.Term >= term {
+			if st.Term > term {
+				votes = map[uint64]int{}
+				term = st.Term
+			}
+			votes[st.Leader]++
+		}
+	}
+	for id, v := range votes {
+		if v > len(running)/2 && c.Node(id) != nil && c.Node(id).Engine != nil {
+			return id
+		}
+	}
+	return 0
+}
+
+// WaitLeader waits until a majority of running nodes agree on a running
+// leader, and returns it.
+func (c *Cluster) WaitLeader(timeout time.Duration) uint64 {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if l := c.Leader(); l != 0 {
+			return l
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.t.Fatalf("no leader within %v (running %v)", timeout, c.Running())
+	return 0
+}
+
+// Propose sends cmd through node id.
+func (c *Cluster) Propose(ctx context.Context, id uint64, cmd []byte) (memkv.Result, error) {
+	n := c.Node(id)
+	if n == nil || n.Engine == nil {
+		return memkv.Result{}, fmt.Errorf("node %d not running", id)
+	}
+	v, err := n.Engine.Propose(ctx, cmd)
+	if err != nil {
+		return memkv.Result{}, err
+	}
+	return v.(memkv.Result), nil
+}
+
+// ProposeRetry proposes through whichever node leads, retrying dropped
+// proposals, until ctx ends.
+func (c *Cluster) ProposeRetry(ctx context.Context, cmd []byte) (memkv.Result, error) {
+	for {
+		id := c.Leader()
+		if id != 0 {
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			r, err := c.Propose(pctx, id, cmd)
+			cancel()
+			if err == nil {
+				return r, nil
+			}
+			if !errors.Is(err, engine.ErrProposalDropped) && !errors.Is(err, engine.ErrProposalTimeout) && !errors.Is(err, engine.ErrStopped) {
+				return r, err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return memkv.Result{}, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// WaitApplied waits until every running node has applied index.
+func (c *Cluster) WaitApplied(index uint64, timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		behind := ""
+		for _, id := range c.Running() {
+			if a := c.Node(id).Engine.Status().Applied; a < index {
+				behind += fmt.Sprintf(" node %d at %d;", id, a)
+			}
+		}
+		if behind == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("not applied %d within %v:%s", index, timeout, behind)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// WaitConverged waits until every running node has applied the same index
+// with the same state hash.
+func (c *Cluster) WaitConverged(timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var first [2]uint64
+		same := true
+		for i, id := range c.Running() {
+			idx, h := c.Node(id).SM.Hash()
+			if i == 0 {
+				first = [2]uint64{idx, h}
+			} else if first != [2]uint64{idx, h} {
+				same = false
+			}
+		}
+		if same {
+			return
+		}
+		if time.Now().After(deadline) {
+			var desc string
+			for _, id := range c.Running() {
+				idx, h := c.Node(id).SM.Hash()
+				desc += fmt.Sprintf(" node %d: index %d hash %x;", id, idx, h)
+			}
+			c.t.Fatalf("nodes did not converge within %v:%s", timeout, desc)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (c *Cluster) recordApply(node uint64, e engine.Entry) {
+	h := fnv.New64a()
+	h.Write(e.Data)
+	sum := h.Sum64()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev, ok := c.applied[e.Index]; ok && prev != sum {
+		c.problems = append(c.problems, fmt.Sprintf("node %d applied a different entry at index %d", node, e.Index))
+	}
+	c.applied[e.Index] = sum
+}
+
+// Check fails the test if a safety property was violated so far.
+func (c *Cluster) Check() {
+	c.t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.problems {
+		c.t.Error(p)
+	}
+}
+
+// Close stops every node and the network.
+func (c *Cluster) Close() {
+	for _, id := range c.Running() {
+		c.Stop(id)
+	}
+	c.Net.Close()
+}
+
+// reporter checks leadership from every node's events.
+type reporter struct{ c *Cluster }
+
+func (r reporter) Report(ev engine.Event) {
+	if ev.Type != engine.EventLeaderChanged || ev.Leader == 0 {
+		return
+	}
+	c := r.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev, ok := c.leaders[ev.Term]; ok && prev != ev.Leader {
+		c.problems = append(c.problems, fmt.Sprintf("two leaders in term %d: %d and %d (seen by node %d)", ev.Term, prev, ev.Leader, ev.Node))
+	}
+	c.leaders[ev.Term] = ev.Leader
+}

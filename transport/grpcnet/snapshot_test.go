@@ -1,0 +1,243 @@
+package grpcnet
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-db/cairn/transport"
+	"github.com/cairn-db/cairn/transport/grpcnet/peerpb"
+)
+
+// snapshotData returns size bytes that compress about as well as a real
+// state machine: words from a small vocabulary with random values in between.
+func snapshotData(size int, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	words := [][]byte{[]byte("key/"), []byte("revision="), []byte("lease:"), []byte("value-"), []byte("\n")}
+	out := make([]byte, 0, size+16)
+	for len(out) < size {
+		out = append(out, words[rng.IntN(len(words))]...)
+		out = binary.LittleEndian.AppendUint64(out, rng.Uint64())
+	}
+	return out[:size]
+}
+
+func TestSnapshotTransfer(t *testing.T) {
+	for _, compress := range []bool{true, false} {
+		name := "compressed"
+		if !compress {
+			name = "plain"
+		}
+		t.Run(name, func(t *testing.T) {
+			c := withCompression(transport.Compression{Snapshot: compress})
+			a, b := newNode(t, 1, c), newNode(t, 2, c)
+			connect(a, b)
+			data := snapshotData(32<<20, 1)
+			a.store.put(t, 3, 100, data)
+
+			var committedAtDeliver atomic.Bool
+			b.rec.onDeliver = func(m *raftpb.Message) {
+				if m.GetType() == raftpb.MsgSnap {
+					committedAtDeliver.Store(b.store.commits.Load() == 1)
+				}
+			}
+			msg := snapMsg(1, 2, 3, 100)
+			want := proto.Clone(msg).(*raftpb.Message)
+			a.Send([]*raftpb.Message{msg})
+
+			waitFor(t, 60*time.Second, "snapshot report", func() bool { return len(a.rec.snapshotReports()) == 1 })
+			if got := a.rec.snapshotReports()[0]; got != (snapshotReport{2, true}) {
+				t.Fatalf("ReportSnapshot = %v, want {2 true}", got)
+			}
+			if !bytes.Equal(b.store.committed(3, 100), data) {
+				t.Fatal("received snapshot differs from the sent one")
+			}
+			got := b.rec.messages(transport.Bulk)
+			assertMessages(t, "bulk", got, []*raftpb.Message{want})
+			if !committedAtDeliver.Load() {
+				t.Error("MsgSnap delivered before the snapshot was committed")
+			}
+		})
+	}
+}
+
+func TestSnapshotResumesAfterInterruption(t *testing.T) {
+	a, b := newNode(t, 1), newNode(t, 2)
+	connect(a, b)
+	const size = 16 << 20
+	data := snapshotData(size, 2)
+	a.store.put(t, 3, 100, data)
+
+	var attempt atomic.Int64
+	reads := [2]*atomic.Int64{new(atomic.Int64), new(atomic.Int64)}
+	a.store.wrapReader = func(r transport.SnapshotReader) transport.SnapshotReader {
+		n := attempt.Add(1) - 1
+		failAfter := int64(-1)
+		if n == 0 {
+			failAfter = 5<<20 + 12345 // mid-chunk, after five full chunks
+		}
+		return &countingReader{SnapshotReader: r, read: reads[n], failAfter: failAfter}
+	}
+
+	a.Send([]*raftpb.Message{snapMsg(1, 2, 3, 100)})
+	waitFor(t, 30*time.Second, "first report", func() bool { return len(a.rec.snapshotReports()) == 1 })
+	if got := a.rec.snapshotReports()[0]; got != (snapshotReport{2, false}) {
+		t.Fatalf("interrupted transfer reported %v, want {2 false}", got)
+	}
+	// The receiver keeps what it got once its side of the stream is over.
+	waitFor(t, 10*time.Second, "receiver to close its writer", func() bool { return b.store.closes.Load() == 1 })
+	kept := b.store.partial(3, 100)
+	if kept <= 0 || kept > 5<<20+12345 {
+		t.Fatalf("receiver kept %d bytes after the interruption", kept)
+	}
+	if b.store.committed(3, 100) != nil || b.rec.deliveredCount() != 0 {
+		t.Fatal("an interrupted snapshot was installed")
+	}
+
+	a.Send([]*raftpb.Message{snapMsg(1, 2, 3, 100)})
+	waitFor(t, 30*time.Second, "second report", func() bool { return len(a.rec.snapshotReports()) == 2 })
+	if got := a.rec.snapshotReports()[1]; got != (snapshotReport{2, true}) {
+		t.Fatalf("resumed transfer reported %v, want {2 true}", got)
+	}
+	if got, want := reads[1].Load(), size-kept; got != want {
+		t.Errorf("second attempt read %d bytes, want the remaining %d", got, want)
+	}
+	if !bytes.Equal(b.store.committed(3, 100), data) {
+		t.Fatal("resumed snapshot differs from the sent one")
+	}
+	waitFor(t, 5*time.Second, "MsgSnap delivery", func() bool { return len(b.rec.messages(transport.Bulk)) == 1 })
+}
+
+func TestSnapshotRefusesCorruptChunk(t *testing.T) {
+	b := newNode(t, 2)
+	// Speak the Bulk protocol by hand, so that a chunk can be damaged after
+	// its checksum was computed, as on a faulty link.
+	o := b.opts.Network.Bulk
+	conn, err := grpc.NewClient("passthrough:///"+b.Addr(), dialOptions(transport.Bulk, o, false)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := peerpb.NewPeerClient(conn).Bulk(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 3 << 20
+	data := snapshotData(size, 3)
+	err = stream.Send(&peerpb.SnapshotRequest{Body: &peerpb.SnapshotRequest_Header{Header: &peerpb.SnapshotHeader{
+		Header:  &peerpb.Header{ClusterId: b.opts.ClusterID, From: 1, To: 2},
+		Message: snapMsg(1, 2, 3, 100), Size: size,
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil || resp.GetAccept() == nil || resp.GetAccept().GetOffset() != 0 {
+		t.Fatalf("accept = %v, %v", resp, err)
+	}
+	for i, off := 0, 0; off < size; i, off = i+1, off+chunkSize {
+		chunk := data[off : off+chunkSize]
+		sum := crc32.Checksum(chunk, castagnoli)
+		if i == 1 {
+			chunk = append([]byte(nil), chunk...)
+			chunk[777] ^= 0x40
+		}
+		if err := stream.Send(&peerpb.SnapshotRequest{Body: &peerpb.SnapshotRequest_Chunk{Chunk: &peerpb.SnapshotChunk{
+			Offset: int64(off), Data: chunk, Crc32C: sum,
+		}}}); err != nil {
+			break // the receiver refused the stream; Recv says why
+		}
+	}
+	_, err = stream.Recv()
+	if status.Code(err) != codes.DataLoss || !errors.Is(fromStatus(err), transport.ErrSnapshotCheck) {
+		t.Fatalf("corrupt chunk answered %v, want DataLoss naming ErrSnapshotCheck", err)
+	}
+	waitFor(t, 5*time.Second, "receiver to close its writer", func() bool { return b.store.closes.Load() == 1 })
+	if b.store.committed(3, 100) != nil || b.store.commits.Load() != 0 {
+		t.Fatal("a snapshot with a corrupt chunk was installed")
+	}
+	if b.rec.deliveredCount() != 0 {
+		t.Fatal("MsgSnap delivered for a corrupt snapshot")
+	}
+	// Only the verified first chunk is kept for a resume.
+	if got := b.store.partial(3, 100); got != chunkSize {
+		t.Errorf("receiver kept %d bytes, want the %d of the good chunk", got, chunkSize)
+	}
+}
+
+// TestBulkDoesNotDelayControl is the evidence for the three classes: while a
+// large compressed snapshot fills the Bulk connection, heartbeats on Control
+// still arrive within a small fraction of an election timeout.
+func TestBulkDoesNotDelayControl(t *testing.T) {
+	c := withCompression(transport.Compression{Snapshot: true})
+	a, b := newNode(t, 1, c), newNode(t, 2, c)
+	connect(a, b)
+	a.store.put(t, 3, 100, snapshotData(64<<20, 4))
+
+	var (
+		mu        sync.Mutex
+		maxDelay  time.Duration
+		during    int
+		inFlight  atomic.Bool
+		beat      = func(seq uint64) *raftpb.Message {
+			m := heartbeat(1, 2, seq)
+			m.Context = binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixNano()))
+			return m
+		}
+	)
+	b.rec.onDeliver = func(m *raftpb.Message) {
+		if m.GetType() != raftpb.MsgHeartbeat || !inFlight.Load() {
+			return
+		}
+		d := time.Duration(time.Now().UnixNano() - int64(binary.BigEndian.Uint64(m.GetContext())))
+		mu.Lock()
+		defer mu.Unlock()
+		maxDelay = max(maxDelay, d)
+		during++
+	}
+	// Warm the Control stream first: connection setup is not what is measured.
+	a.Send([]*raftpb.Message{beat(0)})
+	waitFor(t, 5*time.Second, "first heartbeat", func() bool { return b.rec.deliveredCount() == 1 })
+
+	inFlight.Store(true)
+	a.Send([]*raftpb.Message{snapMsg(1, 2, 3, 100)})
+	ticker := time.NewTicker(10 * time.Millisecond)
+	defer ticker.Stop()
+	deadline := time.After(120 * time.Second)
+	for seq := uint64(1); len(a.rec.snapshotReports()) == 0; seq++ {
+		select {
+		case <-ticker.C:
+			a.Send([]*raftpb.Message{beat(seq)})
+		case <-deadline:
+			t.Fatal("snapshot transfer did not finish")
+		}
+	}
+	inFlight.Store(false)
+	if got := a.rec.snapshotReports()[0]; got != (snapshotReport{2, true}) {
+		t.Fatalf("ReportSnapshot = %v, want {2 true}", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d heartbeats during the transfer, max delay %v", during, maxDelay)
+	if during < 10 {
+		t.Fatalf("only %d heartbeats arrived during the transfer: nothing was measured", during)
+	}
+	if maxDelay > 150*time.Millisecond {
+		t.Errorf("a heartbeat took %v during a snapshot transfer, want < 150ms", maxDelay)
+	}
+}
