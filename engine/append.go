@@ -29,6 +29,8 @@ func (e *Engine) runAppend() {
 		resps   []*raftpb.Message
 	)
 	diskFirst := e.cfg.Persistence.Strategy == DiskFirst
+	hs := e.store.HardState()
+	term, vote := hs.GetTerm(), hs.GetVote()
 	for {
 		select {
 		case <-e.appendq.notify:
@@ -42,12 +44,15 @@ func (e *Engine) runAppend() {
 		for _, m := range msgs {
 			u := storage.Update{Entries: m.GetEntries()}
 			if m.Term != nil { // a HardState is present only when it changed
-				hs := &raftpb.HardState{Term: new(m.GetTerm()), Vote: new(m.GetVote()), Commit: new(m.GetCommit())}
-				u.HardState = hs
+				u.HardState = &raftpb.HardState{Term: new(m.GetTerm()), Vote: new(m.GetVote()), Commit: new(m.GetCommit())}
 				// A vote or term change must be durable before the response
 				// that depends on it leaves, whatever the strategy: otherwise a
-				// restarted node could vote twice in one term.
-				sync = true
+				// restarted node could vote twice in one term. A new commit
+				// index alone need not be: it is learned again from the leader.
+				if m.GetTerm() != term || m.GetVote() != vote {
+					term, vote = m.GetTerm(), m.GetVote()
+					sync = true
+				}
 			}
 			if s := m.GetSnapshot(); !raft.IsEmptySnap(s) {
 				u.Snapshot = s

@@ -217,10 +217,3 @@ func (c *Config) ClusterID() uint64 {
 	h.Write([]byte(c.ClusterName))
 	return h.Sum64()
 }
-
-func (c *Config) initialPeers() []Peer {
-	if len(c.InitialCluster) > 0 {
-		return c.InitialCluster
-	}
-	return []Peer{{ID: c.NodeID, Addr: c.ListenPeer}}
-}

@@ -215,7 +215,13 @@ func (e *Engine) open() (err error) {
 	}
 	// Peers known before the log is replayed: the configured ones, then the
 	// latest snapshot's. Replaying the log's membership changes refines them.
-	for _, p := range cfg.initialPeers() {
+	initial := cfg.InitialCluster
+	if len(initial) == 0 {
+		// A cluster of this node alone, at the address it really listens on
+		// (ListenPeer may name port 0).
+		initial = []Peer{{ID: e.id, Addr: e.tr.Addr()}}
+	}
+	for _, p := range initial {
 		if p.ID != e.id {
 			e.tr.AddPeer(p.ID, p.Addr)
 		}
@@ -226,8 +232,8 @@ func (e *Engine) open() (err error) {
 		}
 	}
 	if bootstrap {
-		peers := make([]raft.Peer, 0, len(cfg.initialPeers()))
-		for _, p := range cfg.initialPeers() {
+		peers := make([]raft.Peer, 0, len(initial))
+		for _, p := range initial {
 			peers = append(peers, raft.Peer{ID: p.ID, Context: encodeConfContext(confContext{Addrs: map[uint64]string{p.ID: p.Addr}})})
 		}
 		if err := e.rn.Bootstrap(peers); err != nil {

@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -85,7 +86,7 @@ func FuzzVerifySnapshot(f *testing.F) {
 		if err := os.WriteFile(path, file, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		sf, err := openVerified(path)
+		sf, err := openVerified(vfs.Default, path)
 		if err != nil {
 			return
 		}
@@ -142,7 +143,7 @@ func TestVerifyRefusesHeaderOverlappingTrailer(t *testing.T) {
 	if err := os.WriteFile(path, file, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sf, err := openVerified(path)
+	sf, err := openVerified(vfs.Default, path)
 	if err == nil {
 		defer sf.Close()
 		t.Fatalf("verified a file whose context overlaps the trailer: data size %d", sf.DataSize())
@@ -179,7 +180,7 @@ func TestVerifyRefusesLengthsBeyondFile(t *testing.T) {
 			if err := os.WriteFile(path, sealSnapshotFile(append(tt.body, make([]byte, 8)...), 0), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			sf, err := openVerified(path)
+			sf, err := openVerified(vfs.Default, path)
 			if err == nil {
 				sf.Close()
 				t.Fatal("verified")

@@ -3,39 +3,37 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"path/filepath"
-	"syscall"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // ErrLocked is returned by Open when another process uses the data directory.
 var ErrLocked = errors.New("storage: data directory is in use by another process")
 
-// dirLock is an advisory lock on a data directory. The kernel releases it
-// when the process dies, so a crash never leaves a stale lock behind.
-type dirLock struct{ f *os.File }
+// dirLock holds a data directory's LOCK file. On a real disk it is an
+// advisory lock the kernel drops when the process dies, so a crash never
+// leaves a stale lock behind.
+type dirLock struct{ c io.Closer }
 
-func lockDir(dir string) (*dirLock, error) {
-	path := filepath.Join(dir, "LOCK")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+func lockDir(fs vfs.FS, dir string) (*dirLock, error) {
+	path := fs.PathJoin(dir, "LOCK")
+	c, err := fs.Lock(path)
 	if err != nil {
-		return nil, fmt.Errorf("storage: open lock file %s: %w", path, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		if os.IsPermission(err) || os.IsNotExist(err) {
+			return nil, fmt.Errorf("storage: lock %s: %w", path, err)
 		}
-		return nil, fmt.Errorf("storage: lock %s: %w", path, err)
+		return nil, fmt.Errorf("%w: %s (%v)", ErrLocked, dir, err)
 	}
-	return &dirLock{f: f}, nil
+	return &dirLock{c: c}, nil
 }
 
 func (l *dirLock) release() error {
-	if l == nil || l.f == nil {
+	if l == nil || l.c == nil {
 		return nil
 	}
-	err := l.f.Close() // closing the descriptor drops the flock
-	l.f = nil
+	err := l.c.Close()
+	l.c = nil
 	return err
 }

@@ -9,12 +9,11 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -36,30 +35,33 @@ const (
 )
 
 // snapDir manages the snapshot files of a node.
-type snapDir struct{ dir string }
+type snapDir struct {
+	fs  vfs.FS
+	dir string
+}
 
-func openSnapDir(dir string) (*snapDir, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+func openSnapDir(fs vfs.FS, dir string) (*snapDir, error) {
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("storage: create snapshot dir %s: %w", dir, err)
 	}
-	names, err := os.ReadDir(dir)
+	names, err := fs.List(dir)
 	if err != nil {
 		return nil, fmt.Errorf("storage: read snapshot dir %s: %w", dir, err)
 	}
 	for _, n := range names {
-		if strings.HasSuffix(n.Name(), tmpSuffix) {
-			os.Remove(filepath.Join(dir, n.Name())) // a snapshot being written when the process died
+		if strings.HasSuffix(n, tmpSuffix) {
+			fs.Remove(fs.PathJoin(dir, n)) // a snapshot being written when the process died
 		}
 	}
-	return &snapDir{dir: dir}, nil
+	return &snapDir{fs: fs, dir: dir}, nil
 }
 
 func (d *snapDir) path(term, index uint64) string {
-	return filepath.Join(d.dir, fmt.Sprintf("%016x-%016x%s", term, index, snapSuffix))
+	return d.fs.PathJoin(d.dir, fmt.Sprintf("%016x-%016x%s", term, index, snapSuffix))
 }
 
 func (d *snapDir) partPath(term, index uint64, size int64) string {
-	return filepath.Join(d.dir, fmt.Sprintf("%016x-%016x-%016x%s", term, index, size, partSuffix))
+	return d.fs.PathJoin(d.dir, fmt.Sprintf("%016x-%016x-%016x%s", term, index, size, partSuffix))
 }
 
 // SnapshotFile is an open, verified snapshot file.
@@ -67,7 +69,7 @@ type SnapshotFile struct {
 	Metadata *raftpb.SnapshotMetadata
 	// Context is the opaque bytes the creator stored beside the metadata.
 	Context []byte
-	f       *os.File
+	f       vfs.File
 	data    *io.SectionReader
 }
 
@@ -81,8 +83,8 @@ func (f *SnapshotFile) DataSize() int64 { return f.data.Size() }
 func (f *SnapshotFile) Close() error { return f.f.Close() }
 
 // openVerified opens path and checks its framing and checksum.
-func openVerified(path string) (*SnapshotFile, error) {
-	f, err := os.Open(path)
+func openVerified(fs vfs.FS, path string) (*SnapshotFile, error) {
+	f, err := fs.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("storage: open snapshot %s: %w", path, err)
 	}
@@ -94,7 +96,7 @@ func openVerified(path string) (*SnapshotFile, error) {
 	return sf, nil
 }
 
-func verifyFile(f *os.File) (*SnapshotFile, error) {
+func verifyFile(f vfs.File) (*SnapshotFile, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err
@@ -173,7 +175,7 @@ func (d *snapDir) verify(term, index uint64) error {
 
 func (d *snapDir) open(term, index uint64) (*SnapshotFile, error) {
 	path := d.path(term, index)
-	sf, err := openVerified(path)
+	sf, err := openVerified(d.fs, path)
 	if err != nil {
 		return nil, err
 	}
@@ -187,22 +189,21 @@ func (d *snapDir) open(term, index uint64) (*SnapshotFile, error) {
 // prune removes snapshot files older than (term, index), and transfers that
 // were interrupted at or below index.
 func (d *snapDir) prune(index uint64) error {
-	names, err := os.ReadDir(d.dir)
+	names, err := d.fs.List(d.dir)
 	if err != nil {
 		return err
 	}
-	sort.Slice(names, func(i, j int) bool { return names[i].Name() < names[j].Name() })
-	for _, n := range names {
+	sort.Strings(names)
+	for _, name := range names {
 		var t, i, sz uint64
-		name := n.Name()
 		switch {
 		case strings.HasSuffix(name, snapSuffix):
 			if _, err := fmt.Sscanf(name, "%016x-%016x.snap", &t, &i); err == nil && i < index {
-				os.Remove(filepath.Join(d.dir, name))
+				d.fs.Remove(d.fs.PathJoin(d.dir, name))
 			}
 		case strings.HasSuffix(name, partSuffix):
 			if _, err := fmt.Sscanf(name, "%016x-%016x-%016x.part", &t, &i, &sz); err == nil && i <= index {
-				os.Remove(filepath.Join(d.dir, name))
+				d.fs.Remove(d.fs.PathJoin(d.dir, name))
 			}
 		}
 	}
@@ -215,7 +216,7 @@ type SnapshotWriter struct {
 	dir      *snapDir
 	meta     *raftpb.SnapshotMetadata
 	tmp      string
-	f        *os.File
+	f        vfs.File
 	w        *bufio.Writer
 	crc      hash.Hash32
 	dataLen  int64
@@ -227,7 +228,7 @@ type SnapshotWriter struct {
 func (s *Store) CreateSnapshot(meta *raftpb.SnapshotMetadata, context []byte) (*SnapshotWriter, error) {
 	final := s.snaps.path(meta.GetTerm(), meta.GetIndex())
 	tmp := final + tmpSuffix
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	f, err := s.fs.Create(tmp, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return nil, fmt.Errorf("storage: create snapshot %s: %w", tmp, err)
 	}
@@ -287,12 +288,12 @@ func (w *SnapshotWriter) Finish() error {
 		return fmt.Errorf("storage: close snapshot %s: %w", w.tmp, err)
 	}
 	final := strings.TrimSuffix(w.tmp, tmpSuffix)
-	if err := os.Rename(w.tmp, final); err != nil {
-		os.Remove(w.tmp)
+	if err := w.dir.fs.Rename(w.tmp, final); err != nil {
+		w.dir.fs.Remove(w.tmp)
 		return fmt.Errorf("storage: rename snapshot %s: %w", w.tmp, err)
 	}
 	w.finished = true
-	return syncDir(w.dir.dir)
+	return w.dir.sync()
 }
 
 // Abort discards the unfinished file.
@@ -301,7 +302,7 @@ func (w *SnapshotWriter) Abort() {
 		return
 	}
 	w.f.Close()
-	os.Remove(w.tmp)
+	w.dir.fs.Remove(w.tmp)
 	w.finished = true
 }
 
@@ -345,13 +346,16 @@ func (s *Store) SetSnapshot(meta *raftpb.SnapshotMetadata) error {
 	return s.snaps.prune(meta.GetIndex())
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// sync makes the directory's entries (creations, renames) durable.
+func (d *snapDir) sync() error { return syncDir(d.fs, d.dir) }
+
+func syncDir(fs vfs.FS, dir string) error {
+	f, err := fs.OpenDir(dir)
 	if err != nil {
 		return fmt.Errorf("storage: open dir %s: %w", dir, err)
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	defer f.Close()
+	if err := f.Sync(); err != nil {
 		return fmt.Errorf("storage: sync dir %s: %w", dir, err)
 	}
 	return nil

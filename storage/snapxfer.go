@@ -2,7 +2,9 @@ package storage
 
 import (
 	"fmt"
-	"os"
+	"io"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/cairn-db/cairn/transport"
 )
@@ -13,7 +15,7 @@ var _ transport.SnapshotStore = (*Store)(nil)
 // complete snapshot file, as they are sent to a peer.
 func (s *Store) OpenSnapshot(term, index uint64) (transport.SnapshotReader, error) {
 	path := s.snaps.path(term, index)
-	f, err := os.Open(path)
+	f, err := s.fs.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("storage: open snapshot %s: %w", path, err)
 	}
@@ -22,15 +24,15 @@ func (s *Store) OpenSnapshot(term, index uint64) (transport.SnapshotReader, erro
 		f.Close()
 		return nil, fmt.Errorf("storage: stat snapshot %s: %w", path, err)
 	}
-	return &fileReader{File: f, size: st.Size()}, nil
+	return &fileReader{SectionReader: io.NewSectionReader(f, 0, st.Size()), f: f}, nil
 }
 
 type fileReader struct {
-	*os.File
-	size int64
+	*io.SectionReader
+	f vfs.File
 }
 
-func (r *fileReader) Size() int64 { return r.size }
+func (r *fileReader) Close() error { return r.f.Close() }
 
 // ReceiveSnapshot implements transport.SnapshotStore. Bytes go to a .part
 // file named after the snapshot and its size, so a second attempt at the same
@@ -40,19 +42,17 @@ func (s *Store) ReceiveSnapshot(term, index uint64, size int64) (transport.Snaps
 		return nil, fmt.Errorf("storage: receive snapshot %d: invalid size %d", index, size)
 	}
 	path := s.snaps.partPath(term, index, size)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("storage: receive snapshot %s: %w", path, err)
+	var off int64
+	if st, err := s.fs.Stat(path); err == nil {
+		off = st.Size()
 	}
-	off, err := f.Seek(0, 2)
-	if err == nil && off > size {
+	if off > size {
 		// More bytes than the snapshot has: not ours to trust; start over.
-		if err = f.Truncate(0); err == nil {
-			off, err = f.Seek(0, 0)
-		}
+		s.fs.Remove(path)
+		off = 0
 	}
+	f, err := s.fs.OpenReadWrite(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
-		f.Close()
 		return nil, fmt.Errorf("storage: receive snapshot %s: %w", path, err)
 	}
 	return &partWriter{s: s, f: f, path: path, term: term, index: index, size: size, off: off}, nil
@@ -60,7 +60,7 @@ func (s *Store) ReceiveSnapshot(term, index uint64, size int64) (transport.Snaps
 
 type partWriter struct {
 	s           *Store
-	f           *os.File
+	f           vfs.File
 	path        string
 	term, index uint64
 	size, off   int64
@@ -73,7 +73,7 @@ func (w *partWriter) Write(p []byte) (int, error) {
 	if w.off+int64(len(p)) > w.size {
 		return 0, fmt.Errorf("storage: snapshot %s: %d bytes exceed the announced size %d", w.path, w.off+int64(len(p)), w.size)
 	}
-	n, err := w.f.Write(p)
+	n, err := w.f.WriteAt(p, w.off)
 	w.off += int64(n)
 	return n, err
 }
@@ -87,22 +87,23 @@ func (w *partWriter) Commit() error {
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("storage: sync snapshot %s: %w", w.path, err)
 	}
-	sf, err := openVerified(w.path)
+	fs := w.s.fs
+	sf, err := openVerified(fs, w.path)
 	if err != nil {
-		os.Remove(w.path)
+		fs.Remove(w.path)
 		return err
 	}
 	meta := sf.Metadata
 	sf.Close()
 	if meta.GetTerm() != w.term || meta.GetIndex() != w.index {
-		os.Remove(w.path)
+		fs.Remove(w.path)
 		return fmt.Errorf("%w: received snapshot %s holds term %d index %d, announced term %d index %d",
 			ErrCorrupt, w.path, meta.GetTerm(), meta.GetIndex(), w.term, w.index)
 	}
-	if err := os.Rename(w.path, w.s.snaps.path(w.term, w.index)); err != nil {
+	if err := fs.Rename(w.path, w.s.snaps.path(w.term, w.index)); err != nil {
 		return fmt.Errorf("storage: install snapshot %s: %w", w.path, err)
 	}
-	return syncDir(w.s.snaps.dir)
+	return w.s.snaps.sync()
 }
 
 func (w *partWriter) Close() error {

@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -32,6 +31,9 @@ type Options struct {
 	PebbleCacheBytes int64
 	// Logger receives Pebble's messages at debug level. Nil discards them.
 	Logger *slog.Logger
+	// FS is the filesystem everything is stored on. Nil: the OS's. Tests use
+	// vfs.NewCrashableMem to lose exactly the writes that were not synced.
+	FS vfs.FS
 }
 
 func (o *Options) setDefaults() {
@@ -47,6 +49,9 @@ func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
 }
 
 // Identity names the cluster and node a data directory belongs to.
@@ -58,6 +63,7 @@ type Identity struct {
 
 // Store is a node's durable raft state. See the package doc.
 type Store struct {
+	fs      vfs.FS
 	dir     string
 	dbDir   string
 	db      *pebble.DB
@@ -84,16 +90,17 @@ type Store struct {
 // file and index of the first bad record.
 func Open(dir string, opts Options) (*Store, error) {
 	opts.setDefaults()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	fs := opts.FS
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("storage: create data dir %s: %w", dir, err)
 	}
-	lock, err := lockDir(dir)
+	lock, err := lockDir(fs, dir)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, dbDir: filepath.Join(dir, "db"), lock: lock, logger: opts.Logger}
+	s := &Store{fs: fs, dir: dir, dbDir: fs.PathJoin(dir, "db"), lock: lock, logger: opts.Logger}
 	s.mu.cache = newEntryCache(opts.CacheEntries, opts.CacheBytes)
-	if s.snaps, err = openSnapDir(filepath.Join(dir, "snap")); err != nil {
+	if s.snaps, err = openSnapDir(fs, fs.PathJoin(dir, "snap")); err != nil {
 		lock.release()
 		return nil, err
 	}
@@ -101,11 +108,21 @@ func Open(dir string, opts Options) (*Store, error) {
 	defer cache.Unref()
 	s.db, err = pebble.Open(s.dbDir, &pebble.Options{
 		Cache:  cache,
+		FS:     fs,
 		Logger: pebbleLogger{opts.Logger},
 	})
 	if err != nil {
 		lock.release()
 		return nil, fmt.Errorf("storage: open %s: %w", s.dbDir, err)
+	}
+	// New directories exist after a power failure only once their parents'
+	// entries are synced.
+	for _, d := range []string{fs.PathDir(dir), dir} {
+		if err := syncDir(fs, d); err != nil {
+			s.db.Close()
+			lock.release()
+			return nil, err
+		}
 	}
 	if err := s.load(); err != nil {
 		s.db.Close()

@@ -83,7 +83,9 @@ var (
 // Handler receives what peers send. The engine implements it.
 //
 // Its methods may be called concurrently from many goroutines and must not
-// block for long: they hand work to the raft node and return.
+// block for long: they hand work to the raft node and return. A transport
+// never calls them from inside Send, so a Handler may take locks that the
+// caller of Send holds.
 type Handler interface {
 	// Deliver hands a message received from a peer to the local raft node.
 	// For a MsgSnap, Deliver is called only after the snapshot's data has been
@@ -129,15 +131,16 @@ type SnapshotWriter interface {
 	// makes the snapshot available to the node. Nothing is installed when it
 	// fails.
 	Commit() error
-	// Close releases the writer. After a failed or abandoned transfer the
-	// bytes received so far are kept so that the next attempt resumes.
+	// Close releases the writer; it is called after Commit too. After a
+	// failed or abandoned transfer the bytes received so far are kept so
+	// that the next attempt resumes.
 	Close() error
 }
 
 // Transport sends raft messages to peers and receives theirs.
 type Transport interface {
-	// Start begins receiving messages and hands them to h. It is called once,
-	// before any other method but Addr.
+	// Start begins receiving messages and hands them to h. It is called
+	// once; only Addr, AddPeer and RemovePeer may come before it.
 	Start(h Handler) error
 	// Addr is the address peers reach this node at.
 	Addr() string
@@ -150,6 +153,7 @@ type Transport interface {
 	// what happens to messages that cannot be queued. Send takes ownership of
 	// the messages.
 	Send(msgs []*raftpb.Message)
-	// Close stops every connection and goroutine the transport started.
+	// Close stops every connection and goroutine the transport started. It
+	// is idempotent.
 	Close() error
 }

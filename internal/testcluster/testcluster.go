@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/cairn-db/cairn/engine"
 	"github.com/cairn-db/cairn/examples/memkv"
 	"github.com/cairn-db/cairn/transport"
@@ -36,6 +38,10 @@ type Options struct {
 	Snapshot     engine.SnapshotConfig
 	// Configure, if set, edits each node's config before it starts.
 	Configure func(*engine.Config)
+	// CrashableFS puts every node's data on an in-memory filesystem that
+	// remembers what was synced, so Crash loses exactly the unsynced writes,
+	// as a power failure would.
+	CrashableFS bool
 }
 
 // Cluster is a set of nodes on one memnet.Network.
@@ -49,6 +55,7 @@ type Cluster struct {
 	nodes    map[uint64]*Node
 	leaders  map[uint64]uint64 // term -> leader seen by any node
 	applied  map[uint64]uint64 // index -> hash of the entry's data
+	crashed  map[uint64]bool   // nodes between their crash instant and their stop
 	problems []string
 }
 
@@ -58,6 +65,7 @@ type Node struct {
 	Dir    string
 	Engine *engine.Engine // nil while stopped
 	SM     *memkv.Store
+	FS     *vfs.MemFS // with Options.CrashableFS
 }
 
 // New starts n voters with ids 1..n and waits for a leader.
@@ -74,11 +82,11 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	}
 	c := &Cluster{
 		t: t, Net: memnet.New(opts.Seed), opts: opts, root: t.TempDir(),
-		nodes: map[uint64]*Node{}, leaders: map[uint64]uint64{}, applied: map[uint64]uint64{},
+		nodes: map[uint64]*Node{}, leaders: map[uint64]uint64{}, applied: map[uint64]uint64{}, crashed: map[uint64]bool{},
 	}
 	t.Cleanup(c.Close)
 	for id := uint64(1); id <= uint64(n); id++ {
-		c.nodes[id] = &Node{ID: id, Dir: filepath.Join(c.root, "n"+strconv.FormatUint(id, 10))}
+		c.nodes[id] = c.newNode(id)
 	}
 	for id := uint64(1); id <= uint64(n); id++ {
 		if err := c.start(id, false); err != nil {
@@ -87,6 +95,15 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	}
 	c.WaitLeader(10 * time.Second)
 	return c
+}
+
+func (c *Cluster) newNode(id uint64) *Node {
+	n := &Node{ID: id, Dir: filepath.Join(c.root, "n"+strconv.FormatUint(id, 10))}
+	if c.opts.CrashableFS {
+		n.FS = vfs.NewCrashableMem()
+		n.Dir = "/n" + strconv.FormatUint(id, 10)
+	}
+	return n
 }
 
 func (c *Cluster) initialCluster() []engine.Peer {
@@ -119,6 +136,9 @@ func (c *Cluster) Config(id uint64, join bool) engine.Config {
 	}
 	if !join {
 		cfg.InitialCluster = c.initialCluster()
+	}
+	if n.FS != nil {
+		cfg.Storage.FS = n.FS
 	}
 	if c.opts.Configure != nil {
 		c.opts.Configure(&cfg)
@@ -177,6 +197,51 @@ func (c *Cluster) Stop(id uint64) {
 	c.mu.Unlock()
 }
 
+// Crash simulates a power failure of the given nodes at the same instant:
+// each node's filesystem is replaced by a copy holding only what had been
+// synced, then the nodes are stopped. Restart brings them back from that
+// state. It needs Options.CrashableFS.
+func (c *Cluster) Crash(ids ...uint64) {
+	c.t.Helper()
+	if !c.opts.CrashableFS {
+		c.t.Fatal("Crash needs Options.CrashableFS")
+	}
+	// From the crash instant on, nothing a crashed node does may be seen:
+	// cut its messages, and ignore what it applies or reports.
+	c.mu.Lock()
+	for _, id := range ids {
+		c.crashed[id] = true
+	}
+	c.mu.Unlock()
+	for _, id := range ids {
+		c.Net.Isolate(id)
+	}
+	clones := make([]*vfs.MemFS, len(ids))
+	for i, id := range ids {
+		clones[i] = c.Node(id).FS.CrashClone(vfs.CrashCloneCfg{})
+	}
+	for i, id := range ids {
+		n := c.Node(id)
+		if n.Engine != nil {
+			n.Engine.Stop() // its writes after the clone are lost with the old filesystem
+		}
+		c.mu.Lock()
+		n.Engine, n.FS = nil, clones[i]
+		delete(c.crashed, id)
+		c.mu.Unlock()
+	}
+	c.Net.Heal()
+}
+
+// ForgetApplied forgets which entry each index held. Call it after a crash
+// that may legitimately lose committed entries (MemFirst), so that the
+// check of one value per index starts afresh.
+func (c *Cluster) ForgetApplied() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.applied = map[uint64]uint64{}
+}
+
 // Restart starts a stopped node again from its data directory.
 func (c *Cluster) Restart(id uint64) {
 	c.t.Helper()
@@ -189,7 +254,7 @@ func (c *Cluster) Restart(id uint64) {
 func (c *Cluster) Join(id uint64) *Node {
 	c.t.Helper()
 	c.mu.Lock()
-	c.nodes[id] = &Node{ID: id, Dir: filepath.Join(c.root, "n"+strconv.FormatUint(id, 10))}
+	c.nodes[id] = c.newNode(id)
 	c.mu.Unlock()
 	if err := c.start(id, true); err != nil {
 		c.t.Fatalf("join node %d: %v", id, err)
@@ -330,6 +395,9 @@ func (c *Cluster) recordApply(node uint64, e engine.Entry) {
 	sum := h.Sum64()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.crashed[node] {
+		return
+	}
 	if prev, ok := c.applied[e.Index]; ok && prev != sum {
 		c.problems = append(c.problems, fmt.Sprintf("node %d applied a different entry at index %d", node, e.Index))
 	}
@@ -364,6 +432,9 @@ func (r reporter) Report(ev engine.Event) {
 	c := r.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.crashed[ev.Node] {
+		return
+	}
 	if prev, ok := c.leaders[ev.Term]; ok && prev != ev.Leader {
 		c.problems = append(c.problems, fmt.Sprintf("two leaders in term %d: %d and %d (seen by node %d)", ev.Term, prev, ev.Leader, ev.Node))
 	}

@@ -178,9 +178,9 @@ func (n *Network) send(from *Transport, msgs []*raftpb.Message) {
 	}
 }
 
-// routeLocked decides the fate of one message. Cuts are checked before the
-// receiver's state so that a test counting cut messages does not depend on
-// whether the other side happens to be up.
+// routeLocked decides the fate of one message. Cuts are checked first, so
+// that a test counting cut messages does not depend on whether the other
+// side happens to be up.
 func (n *Network) routeLocked(from *Transport, m *raftpb.Message, now time.Time) {
 	to := m.GetTo()
 	l := link{from.id, to}
@@ -206,13 +206,13 @@ func (n *Network) routeLocked(from *Transport, m *raftpb.Message, now time.Time)
 		drop(dropUnreachable)
 		return
 	}
+	if n.mu.cuts.cut(from.id, to) {
+		drop(dropCut)
+		return
+	}
 	dst := n.resolveLocked(from, to)
 	if dst == nil {
 		drop(dropUnreachable)
-		return
-	}
-	if n.mu.cuts.cut(from.id, dst.id) {
-		drop(dropCut)
 		return
 	}
 	fate := n.faultsLocked(l).draw(n.mu.rng)

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -97,6 +98,14 @@ func TestSnapshotFailures(t *testing.T) {
 					t.Errorf("Failed = %d, want 1", s.Failed)
 				}
 			}},
+		{"receiver not started", func(t *testing.T, c *cluster) {
+			c.ts[2].Close()
+			c.net.Transport(2, c.snaps[2])
+		}, func(t *testing.T, s Stats) {
+			if s.Unreachable != 1 {
+				t.Errorf("Unreachable = %d, want 1", s.Unreachable)
+			}
+		}},
 		{"receiver without store", func(t *testing.T, c *cluster) {
 			c.ts[2].Close()
 			c.start(t, 2, nil)
@@ -216,5 +225,72 @@ func TestSnapshotInterrupted(t *testing.T) {
 				t.Fatalf("receiver kept %d bytes, want the first two chunks (%d)", got, 2*chunkSize)
 			}
 		})
+	}
+}
+
+func TestSnapshotDelayed(t *testing.T) {
+	c := newCluster(t, 1, 1, 2, 3)
+	c.snaps[1].put(snapTerm, snapIndex, snapData(1000))
+	const delay = 30 * time.Millisecond
+	c.net.SetLinkFaults(1, 2, Faults{MinDelay: delay, MaxDelay: delay})
+	start := time.Now()
+	c.ts[1].Send([]*raftpb.Message{snapMsg(1, 2)})
+	if r := c.waitSnapReports(t, 1, 1); r[0] != (snapReport{2, true}) {
+		t.Fatalf("report = %v, want {2 true}", r[0])
+	}
+	if d := time.Since(start); d < delay {
+		t.Fatalf("delayed snapshot reported after %v, want at least %v", d, delay)
+	}
+
+	// A transfer waiting out its delay stops as soon as its receiver
+	// closes: Close does not wait for the delay.
+	c.net.SetLinkFaults(1, 3, Faults{MinDelay: time.Hour, MaxDelay: time.Hour})
+	c.ts[1].Send([]*raftpb.Message{snapMsg(1, 3)})
+	start = time.Now()
+	c.ts[3].Close()
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Close took %v with a delayed snapshot pending", d)
+	}
+	if r := c.waitSnapReports(t, 1, 2); r[1] != (snapReport{3, false}) {
+		t.Fatalf("report = %v, want {3 false}", r[1])
+	}
+	if s := quiesce(t, c.net); s.SnapshotsOK != 1 || s.SnapshotsFailed != 1 {
+		t.Fatalf("stats = %+v, want one snapshot delivered and one failed", s)
+	}
+}
+
+// TestSnapshotQueuedAtClose closes the receiver while its committed MsgSnap
+// waits in the receiver's queue: the sender hears that it failed.
+func TestSnapshotQueuedAtClose(t *testing.T) {
+	c := newCluster(t, 1, 1, 2)
+	c.snaps[1].put(snapTerm, snapIndex, snapData(1000))
+	entered, gate := make(chan struct{}), make(chan struct{})
+	c.recs[2].onDeliver = func(m *raftpb.Message) {
+		if m.GetType() == raftpb.MsgHeartbeat {
+			close(entered)
+			<-gate
+		}
+	}
+	c.ts[1].Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 0), snapMsg(1, 2)})
+	<-entered
+	queued := func() bool {
+		c.ts[2].inbox.mu.Lock()
+		defer c.ts[2].inbox.mu.Unlock()
+		return len(c.ts[2].inbox.mu.q) == 1
+	}
+	eventually(t, "MsgSnap queued behind the blocked heartbeat", queued)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.ts[2].Close()
+	}()
+	eventually(t, "Close started", func() bool { return !c.ts[2].running() })
+	close(gate)
+	<-done
+	if r := c.waitSnapReports(t, 1, 1); !slices.Equal(r, []snapReport{{2, false}}) {
+		t.Fatalf("reports = %v, want [{2 false}]", r)
+	}
+	if s := quiesce(t, c.net); s.SnapshotsFailed != 1 || s.Delivered != 1 || s.Unreachable != 1 {
+		t.Fatalf("stats = %+v, want the heartbeat delivered and the MsgSnap unreachable", s)
 	}
 }
