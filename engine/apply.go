@@ -24,6 +24,7 @@ type applyState struct {
 	smApplied uint64 // entries up to here are already in the state machine
 	confState *raftpb.ConfState
 	snapIndex uint64 // latest snapshot taken or installed
+	confIndex uint64 // latest configuration change applied
 	readyAt   atomic.Uint64
 	snapping  atomic.Bool
 }
@@ -110,6 +111,7 @@ func (e *Engine) applyEntries(ents []*raftpb.Entry) error {
 			if err := e.applyConfChange(ent); err != nil {
 				return err
 			}
+			st.confIndex = idx
 		}
 		st.index, st.term = idx, ent.GetTerm()
 	}

@@ -176,7 +176,11 @@ func (m *membership) changesOf(cc *raftpb.ConfChangeV2, ctx confContext) []Chang
 	return out
 }
 
-func (m *membership) apply(changes []Change) {
+// apply records the additions and promotions of changes, then drops every
+// member that cs, the configuration raft now has, no longer holds: during a
+// joint change a removed voter keeps its address until the joint
+// configuration is left. It returns the ids dropped.
+func (m *membership) apply(changes []Change, cs *raftpb.ConfState) (dropped []uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, c := range changes {
@@ -185,18 +189,24 @@ func (m *membership) apply(changes []Change) {
 			if c.Addr != "" {
 				m.addrs[c.ID] = c.Addr
 			}
-			m.learners[c.ID] = c.Type == AddLearner
-			if !m.learners[c.ID] {
+			if c.Type == AddLearner {
+				m.learners[c.ID] = true
+			} else {
 				delete(m.learners, c.ID)
 			}
 		case PromoteLearner:
 			delete(m.learners, c.ID)
-		case RemoveNode:
-			delete(m.addrs, c.ID)
-			delete(m.learners, c.ID)
-			m.removed[c.ID] = true
 		}
 	}
+	for id := range m.addrs {
+		if !inConf(cs, id) {
+			delete(m.addrs, id)
+			delete(m.learners, id)
+			m.removed[id] = true
+			dropped = append(dropped, id)
+		}
+	}
+	return dropped
 }
 
 // Members returns the current members and their peer addresses.
@@ -277,18 +287,19 @@ func (e *Engine) applyConfChange(ent *raftpb.Entry) error {
 		changes = nil
 		e.log.Warn("membership change refused", "index", ent.GetIndex(), "err", verr)
 	}
+	wasMember := inConf(e.as.confState, e.id)
 	var cs *raftpb.ConfState
 	if err := e.withRaft(func(rn *raft.RawNode) { cs = rn.ApplyConfChange(cc) }); err != nil {
 		return err
 	}
 	e.as.confState = cs
-	e.members.apply(changes)
+	for _, id := range e.members.apply(changes, cs) {
+		if id != e.id {
+			e.tr.RemovePeer(id)
+		}
+	}
 	for _, c := range changes {
-		switch {
-		case c.ID == e.id:
-		case c.Type == RemoveNode:
-			e.tr.RemovePeer(c.ID)
-		case c.Addr != "":
+		if c.ID != e.id && c.Addr != "" && c.Type != RemoveNode {
 			e.tr.AddPeer(c.ID, c.Addr)
 		}
 	}
@@ -299,7 +310,9 @@ func (e *Engine) applyConfChange(ent *raftpb.Entry) error {
 	if ctx.Node == e.id && ctx.Seq != 0 {
 		e.waiters.resolve(ctx.Seq, result{err: verr})
 	}
-	if !inConf(cs, e.id) && len(changes) > 0 {
+	// A joining node replays changes from before it was added: only a
+	// change that takes this node out of the configuration removes it.
+	if wasMember && !inConf(cs, e.id) {
 		e.scheduleRemoval()
 	}
 	return nil

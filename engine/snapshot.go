@@ -9,12 +9,17 @@ import (
 )
 
 // maybeSnapshot takes a snapshot when Snapshot.Threshold entries have been
-// applied since the last one. It runs on the apply loop: the state
-// machine's point-in-time view is taken here, between batches, and written
-// to disk by another goroutine while applying goes on.
+// applied since the last one, or when the membership changed since a
+// snapshot was last taken: raft refuses to install a snapshot whose
+// configuration does not include the receiving node, so a node added after
+// the latest snapshot could not catch up from it. It runs on the apply
+// loop: the state machine's point-in-time view is taken here, between
+// batches, and written to disk by another goroutine while applying goes on.
 func (e *Engine) maybeSnapshot() {
 	st := &e.as
-	if st.index < st.snapIndex+e.cfg.Snapshot.Threshold || st.snapping.Load() {
+	due := st.index >= st.snapIndex+e.cfg.Snapshot.Threshold ||
+		st.snapIndex > 0 && st.confIndex > st.snapIndex
+	if !due || st.snapping.Load() {
 		return
 	}
 	view, err := e.sm.Snapshot()

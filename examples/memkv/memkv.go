@@ -168,11 +168,12 @@ type snapshot struct {
 
 func (sn *snapshot) Release() {}
 
-// WriteTo writes: hash u64 | count u64 | (klen uvarint, key, vlen uvarint, value)*.
+// WriteTo writes: applied u64 | hash u64 | count u64 | (klen uvarint, key, vlen uvarint, value)*.
 func (sn *snapshot) WriteTo(w io.Writer) (int64, error) {
 	cw := &countWriter{w: w}
 	bw := bufio.NewWriter(cw)
 	var b [binary.MaxVarintLen64]byte
+	binary.Write(bw, binary.LittleEndian, sn.applied)
 	binary.Write(bw, binary.LittleEndian, sn.hash)
 	binary.Write(bw, binary.LittleEndian, uint64(len(sn.data)))
 	for k, v := range sn.data {
@@ -199,7 +200,10 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // Restore implements engine.StateMachine.
 func (s *Store) Restore(r io.Reader, index uint64) error {
 	br := bufio.NewReader(r)
-	var hash, count uint64
+	var applied, hash, count uint64
+	if err := binary.Read(br, binary.LittleEndian, &applied); err != nil {
+		return fmt.Errorf("memkv: restore: %w", err)
+	}
 	if err := binary.Read(br, binary.LittleEndian, &hash); err != nil {
 		return fmt.Errorf("memkv: restore: %w", err)
 	}
@@ -231,7 +235,9 @@ func (s *Store) Restore(r io.Reader, index uint64) error {
 		data[k] = v
 	}
 	s.mu.Lock()
-	s.data, s.applied, s.hash = data, index, hash
+	// applied is the last command the snapshot holds, which may precede
+	// index (the snapshot's entry may be a membership change).
+	s.data, s.applied, s.hash = data, applied, hash
 	s.mu.Unlock()
 	return nil
 }

@@ -134,9 +134,9 @@ func (c *Cluster) Config(id uint64, join bool) engine.Config {
 			return c.Net.Transport(id, snaps), nil
 		},
 	}
-	if !join {
-		cfg.InitialCluster = c.initialCluster()
-	}
+	// A joining node learns the members' addresses from InitialCluster, as
+	// in etcd, but does not bootstrap from it.
+	cfg.InitialCluster = c.initialCluster()
 	if n.FS != nil {
 		cfg.Storage.FS = n.FS
 	}
@@ -262,31 +262,25 @@ func (c *Cluster) Join(id uint64) *Node {
 	return c.Node(id)
 }
 
-// Leader returns the leader most running nodes agree on, or 0.
+// Leader returns the running node that is leader in the highest term any
+// running node knows, or 0 if there is none.
 func (c *Cluster) Leader() uint64 {
-	votes := map[uint64]int{}
-	running := c.Running()
-	var term uint64
-	for _, id := range running {
+	var leader, leaderTerm, maxTerm uint64
+	for _, id := range c.Running() {
 		st := c.Node(id).Engine.Status()
-		if st.Leader != 0 && st.Term >= term {
-			if st.Term > term {
-				votes = map[uint64]int{}
-				term = st.Term
-			}
-			votes[st.Leader]++
+		maxTerm = max(maxTerm, st.Term)
+		if st.Role == engine.Leader && st.Term > leaderTerm {
+			leader, leaderTerm = id, st.Term
 		}
 	}
-	for id, v := range votes {
-		if v > len(running)/2 && c.Node(id) != nil && c.Node(id).Engine != nil {
-			return id
-		}
+	if leaderTerm < maxTerm {
+		return 0 // an election is under way
 	}
-	return 0
+	return leader
 }
 
-// WaitLeader waits until a majority of running nodes agree on a running
-// leader, and returns it.
+// WaitLeader waits until a running node leads in the highest term, and
+// returns it.
 func (c *Cluster) WaitLeader(timeout time.Duration) uint64 {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)
