@@ -143,9 +143,7 @@ func (c *Config) setDefaults() {
 	if c.Snapshot.CatchUpMargin == 0 {
 		c.Snapshot.CatchUpMargin = 5000
 	}
-	if c.Network == (transport.NetworkOptions{}) {
-		c.Network = transport.DefaultNetworkOptions()
-	}
+	c.Network = c.Network.WithDefaults()
 	if c.Compression == (transport.Compression{}) {
 		c.Compression = transport.DefaultCompression()
 	}

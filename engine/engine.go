@@ -329,7 +329,7 @@ func must[T any](v T, err error) T {
 // handler receives what the transport brings.
 type handler struct{ e *Engine }
 
-func (h handler) Deliver(m *raftpb.Message)    { h.e.inbox.push(inboxItem{msg: m}) }
+func (h handler) Deliver(m *raftpb.Message)   { h.e.inbox.push(inboxItem{msg: m}) }
 func (h handler) ReportUnreachable(id uint64) { h.e.inbox.push(inboxItem{unreachable: id}) }
 func (h handler) ReportSnapshot(id uint64, ok bool) {
 	h.e.inbox.push(inboxItem{snapshotTo: id, snapshotOK: ok})
@@ -374,15 +374,15 @@ func (w *leaderWatch) get() (leader, term uint64, changed <-chan struct{}) {
 // chatty (every election); the engine reports those as events instead.
 type raftLogger struct{ l *slog.Logger }
 
-func (r raftLogger) Debug(v ...any)                 { r.l.Debug(fmt.Sprint(v...), "component", "raft") }
-func (r raftLogger) Debugf(f string, v ...any)      { r.l.Debug(fmt.Sprintf(f, v...), "component", "raft") }
-func (r raftLogger) Info(v ...any)                  { r.l.Debug(fmt.Sprint(v...), "component", "raft") }
-func (r raftLogger) Infof(f string, v ...any)       { r.l.Debug(fmt.Sprintf(f, v...), "component", "raft") }
-func (r raftLogger) Warning(v ...any)               { r.l.Warn(fmt.Sprint(v...), "component", "raft") }
-func (r raftLogger) Warningf(f string, v ...any)    { r.l.Warn(fmt.Sprintf(f, v...), "component", "raft") }
-func (r raftLogger) Error(v ...any)                 { r.l.Error(fmt.Sprint(v...), "component", "raft") }
-func (r raftLogger) Errorf(f string, v ...any)      { r.l.Error(fmt.Sprintf(f, v...), "component", "raft") }
-func (r raftLogger) Fatal(v ...any)                 { panic(fmt.Sprint(v...)) }
-func (r raftLogger) Fatalf(f string, v ...any)      { panic(fmt.Sprintf(f, v...)) }
-func (r raftLogger) Panic(v ...any)                 { panic(fmt.Sprint(v...)) }
-func (r raftLogger) Panicf(f string, v ...any)      { panic(fmt.Sprintf(f, v...)) }
+func (r raftLogger) Debug(v ...any)              { r.l.Debug(fmt.Sprint(v...), "component", "raft") }
+func (r raftLogger) Debugf(f string, v ...any)   { r.l.Debug(fmt.Sprintf(f, v...), "component", "raft") }
+func (r raftLogger) Info(v ...any)               { r.l.Debug(fmt.Sprint(v...), "component", "raft") }
+func (r raftLogger) Infof(f string, v ...any)    { r.l.Debug(fmt.Sprintf(f, v...), "component", "raft") }
+func (r raftLogger) Warning(v ...any)            { r.l.Warn(fmt.Sprint(v...), "component", "raft") }
+func (r raftLogger) Warningf(f string, v ...any) { r.l.Warn(fmt.Sprintf(f, v...), "component", "raft") }
+func (r raftLogger) Error(v ...any)              { r.l.Error(fmt.Sprint(v...), "component", "raft") }
+func (r raftLogger) Errorf(f string, v ...any)   { r.l.Error(fmt.Sprintf(f, v...), "component", "raft") }
+func (r raftLogger) Fatal(v ...any)              { panic(fmt.Sprint(v...)) }
+func (r raftLogger) Fatalf(f string, v ...any)   { panic(fmt.Sprintf(f, v...)) }
+func (r raftLogger) Panic(v ...any)              { panic(fmt.Sprint(v...)) }
+func (r raftLogger) Panicf(f string, v ...any)   { panic(fmt.Sprintf(f, v...)) }

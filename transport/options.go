@@ -140,6 +140,44 @@ func DefaultNetworkOptions() NetworkOptions {
 	}
 }
 
+// WithDefaults returns n with every zero field taken from
+// DefaultNetworkOptions, so a caller sets only what it changes.
+func (n NetworkOptions) WithDefaults() NetworkOptions {
+	d := DefaultNetworkOptions()
+	n.Control.fill(d.Control)
+	n.Data.fill(d.Data)
+	n.Bulk.fill(d.Bulk)
+	return n
+}
+
+func (o *ClassOptions) fill(d ClassOptions) {
+	setInt := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setInt(&o.ConnectTimeoutMs, d.ConnectTimeoutMs)
+	setInt(&o.RequestTimeoutMs, d.RequestTimeoutMs)
+	setInt(&o.TCPKeepaliveSecs, d.TCPKeepaliveSecs)
+	setInt(&o.KeepaliveIntervalSecs, d.KeepaliveIntervalSecs)
+	setInt(&o.KeepaliveTimeoutSecs, d.KeepaliveTimeoutSecs)
+	setInt(&o.MaxMessageSize, d.MaxMessageSize)
+	setInt(&o.ConcurrencyLimit, d.ConcurrencyLimit)
+	setInt(&o.QueueSize, d.QueueSize)
+	if o.ConnectionWindowSize == 0 {
+		o.ConnectionWindowSize = d.ConnectionWindowSize
+	}
+	if o.StreamWindowSize == 0 {
+		o.StreamWindowSize = d.StreamWindowSize
+	}
+	if o.MaxFrameSize == 0 {
+		o.MaxFrameSize = d.MaxFrameSize
+	}
+	if o.MaxConcurrentStreams == 0 {
+		o.MaxConcurrentStreams = d.MaxConcurrentStreams
+	}
+}
+
 // DefaultCompression compresses snapshots only: on a LAN, compressing
 // high-frequency traffic costs more CPU than it saves bandwidth.
 func DefaultCompression() Compression {
