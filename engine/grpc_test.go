@@ -56,9 +56,9 @@ type grpcNode struct {
 	id   uint64
 	dir  string
 	addr string // kept across restarts: members know a node by its address
-	e   *engine.Engine
-	sm  *memkv.Store
-	rec *recorder
+	e    *engine.Engine
+	sm   *memkv.Store
+	rec  *recorder
 }
 
 // grpcCluster runs nodes over the gRPC transport on loopback ports chosen
@@ -248,4 +248,3 @@ func TestLargeSnapshotOnBulkDoesNotDelayHeartbeats(t *testing.T) {
 		t.Fatalf("node 3 has %d keys, want 2048", c.nodes[3].sm.Len())
 	}
 }
-
