@@ -1,0 +1,71 @@
+// Package engine runs one node of a cairn cluster: a raft group member built
+// on go.etcd.io/raft/v3, with its log in Pebble (package storage), its peers
+// reached through a transport.Transport, and the application's state in a
+// StateMachine.
+//
+// # Using it
+//
+//	e, err := engine.Start(engine.Config{NodeID: 1, DataDir: dir, StateMachine: sm})
+//	<-e.Ready()                       // a leader is known and the node caught up
+//	res, err := e.Propose(ctx, cmd)   // replicated, committed, applied; res is what sm.Apply returned
+//	e.Stop()
+//
+// Membership changes (AddVoter, AddLearner, PromoteLearner, RemoveNode,
+// ChangeMembership for joint consensus, TransferLeadership) and Status work
+// on any member; followers forward proposals to the leader.
+//
+// # How a proposal flows
+//
+// Four goroutines share the work, each owning its state; they hand work to
+// each other through queues that never block the sender:
+//
+//  1. Propose encodes the payload behind the node id and a sequence number,
+//     registers a waiter, and hands the proposal to the raft loop.
+//  2. The raft loop is the only goroutine that touches the raft.RawNode. It
+//     ticks, steps peer messages, storage responses and proposals (a burst of
+//     proposals becomes one MsgProp), and hands each Ready out. The node runs
+//     with AsyncStorageWrites, so the Ready's local work arrives as messages:
+//     MsgStorageAppend goes to the log writer, MsgStorageApply to the apply
+//     loop, everything else to the transport, at once.
+//  3. The log writer persists appends (entries, HardState, installed
+//     snapshots) as one Pebble batch per drained queue — group commit — and
+//     only then releases the responses raft attached to them: this node's
+//     acknowledgement to the leader, or, on the leader, its own count toward
+//     the commit quorum. That is the raft contract "persist before you
+//     acknowledge", and with DiskFirst the batch is fsynced first.
+//  4. The apply loop applies committed entries in order, in batches, to the
+//     StateMachine, resolves the waiters of this node's proposals with the
+//     results, applies configuration changes (to raft, on the raft loop, and
+//     to the membership and transport), restores snapshots received from the
+//     leader, and takes snapshots by policy; then it tells raft what it
+//     applied.
+//
+// # Persistence strategies
+//
+// DiskFirst and MemFirst are documented on their constants. Status reports
+// the durable index and the flush lag.
+//
+// # Snapshots and compaction
+//
+// After Snapshot.Threshold applied entries (or a membership change), the
+// apply loop takes a point-in-time Snapshot of the state machine, which
+// another goroutine writes to a checksummed file; the log is then compacted
+// up to Snapshot.CatchUpMargin entries behind it. A follower that needs
+// entries older than the log receives the file over the transport's Bulk
+// class; a broken transfer resumes where it stopped.
+//
+// # Restart
+//
+// On Start the engine opens the data directory (refusing one that another
+// process holds, or that belongs to another cluster or node), restores the
+// state machine from the latest snapshot if the state machine's own
+// AppliedIndex is older, and lets raft replay the committed log after the
+// snapshot; entries the state machine already holds are not applied twice.
+//
+// # Stopping
+//
+// Stop fails waiting proposals with ErrStopped, lets the log writer and the
+// apply loop finish their current batch, and closes transport and storage.
+// A node removed from the cluster stops itself shortly after (Err returns
+// ErrRemoved).
+package engine
