@@ -271,6 +271,9 @@ func (e *Engine) PeerAddr() string { return e.tr.Addr() }
 // fail stops the engine because of err. It may be called from any of the
 // engine's goroutines.
 func (e *Engine) fail(err error) {
+	if e.stopping() {
+		return // an error caused by the shutdown itself
+	}
 	e.errMu.Lock()
 	if e.err == nil {
 		e.err = err

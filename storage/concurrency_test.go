@@ -96,4 +96,15 @@ func TestConcurrentReadsWriteCompact(t *testing.T) {
 	for _, f := range failed {
 		t.Error(f)
 	}
+	// Whatever the readers saw, the log itself is intact and contiguous.
+	got := readLog(t, s)
+	if got.last != batchSize*(batches+1) || got.first != got.last-batchSize {
+		t.Fatalf("log after the run: [%d, %d]", got.first, got.last)
+	}
+	for k, e := range got.ents {
+		if e.GetIndex() != got.first+uint64(k) {
+			t.Fatalf("entry %d has index %d", got.first+uint64(k), e.GetIndex())
+		}
+	}
+	checkCache(t, s)
 }

@@ -3,11 +3,11 @@ package storage
 import (
 	"bytes"
 	"encoding/binary"
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -82,11 +82,9 @@ func FuzzVerifySnapshot(f *testing.F) {
 		if sealIt {
 			file = sealSnapshotFile(in, dataLen)
 		}
-		path := filepath.Join(t.TempDir(), "f.snap")
-		if err := os.WriteFile(path, file, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		sf, err := openVerified(vfs.Default, path)
+		fs := vfs.NewMem()
+		writeMemFile(t, fs, "f.snap", file)
+		sf, err := openVerified(fs, "f.snap")
 		if err != nil {
 			return
 		}
@@ -116,6 +114,20 @@ func checkSnapshotFraming(t *testing.T, file []byte, sf *SnapshotFile) {
 	mb, err := proto.Marshal(sf.Metadata)
 	if err != nil || int64(len(mb)) > metaLen {
 		t.Fatalf("metadata re-encodes to %d bytes (%v), header says %d", len(mb), err, metaLen)
+	}
+}
+
+func writeMemFile(t testing.TB, fs vfs.FS, name string, b []byte) {
+	t.Helper()
+	f, err := fs.Create(name, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -22,7 +22,9 @@ type Update struct {
 // Write persists updates, in order, as one atomic Pebble batch. With sync it
 // returns once the batch, and every write before it, is on stable storage;
 // without, once it is in Pebble's write-ahead log buffer (lost on a crash
-// until the next synced write or Sync).
+// until the next synced write or Sync). A batch that installs a snapshot is
+// always synced: it removes older snapshot files, which a crash must not
+// leave the log pointing to.
 //
 // The caller is the node's single log writer; the entries must not be
 // modified afterwards (the cache keeps them).
@@ -78,7 +80,7 @@ func (s *Store) Write(updates []Update, sync bool) error {
 		}
 	}
 	opts := pebble.NoSync
-	if sync {
+	if sync || snap != nil {
 		opts = pebble.Sync
 	}
 	if err := b.Commit(opts); err != nil {
@@ -186,13 +188,15 @@ func (s *Store) Compact(index uint64) error {
 	if err := b.Set(truncatedKey, sealProto(&raftpb.Entry{Index: new(index), Term: new(term)}), nil); err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("storage: compact %s to %d: %w", s.dbDir, index, err)
-	}
+	// Readers learn of the compaction before the entries vanish, so that a
+	// read racing with it reports ErrCompacted rather than a missing entry.
 	s.mu.Lock()
 	s.mu.truncIdx, s.mu.truncTerm = index, term
 	s.mu.cache.dropBefore(index + 1)
 	s.mu.Unlock()
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("storage: compact %s to %d: %w", s.dbDir, index, err)
+	}
 	return nil
 }
 

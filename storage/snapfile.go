@@ -112,7 +112,6 @@ func verifyFile(f vfs.File) (*SnapshotFile, error) {
 	if string(trailer[12:]) != snapEndMagic {
 		return nil, errors.New("truncated: no end marker")
 	}
-	dataLen := int64(binary.LittleEndian.Uint64(trailer[0:8]))
 	want := binary.LittleEndian.Uint32(trailer[8:12])
 	h := crc32.New(crcTable)
 	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size-12-8)); err != nil {
@@ -122,6 +121,11 @@ func verifyFile(f vfs.File) (*SnapshotFile, error) {
 	if h.Sum32() != want {
 		return nil, errBadChecksum
 	}
+	dataLen64 := binary.LittleEndian.Uint64(trailer[0:8])
+	if dataLen64 > uint64(size) {
+		return nil, fmt.Errorf("framing: data length %d exceeds the file size %d", dataLen64, size)
+	}
+	dataLen := int64(dataLen64)
 	r := bufio.NewReader(io.NewSectionReader(f, 0, size))
 	var head [len(snapMagic) + 8]byte
 	if _, err := io.ReadFull(r, head[:]); err != nil {
