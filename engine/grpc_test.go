@@ -65,12 +65,15 @@ type grpcNode struct {
 // by the kernel: node 1 bootstraps alone, the others join it.
 type grpcCluster struct {
 	t     *testing.T
+	root  string
 	edit  func(*engine.Config)
 	nodes map[uint64]*grpcNode
 }
 
 func newGRPCCluster(t *testing.T, edit func(*engine.Config)) *grpcCluster {
-	c := &grpcCluster{t: t, edit: edit, nodes: map[uint64]*grpcNode{}}
+	// TempDir first: cleanups run last-registered first, so the nodes stop
+	// before their directories are removed.
+	c := &grpcCluster{t: t, root: t.TempDir(), edit: edit, nodes: map[uint64]*grpcNode{}}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
 			if n.e != nil {
@@ -109,7 +112,7 @@ func (c *grpcCluster) start(id uint64, peers []engine.Peer) {
 	c.t.Helper()
 	n := c.nodes[id]
 	if n == nil {
-		n = &grpcNode{id: id, dir: filepath.Join(c.t.TempDir(), fmt.Sprint(id)), rec: &recorder{}}
+		n = &grpcNode{id: id, dir: filepath.Join(c.root, fmt.Sprint(id)), rec: &recorder{}}
 		c.nodes[id] = n
 	}
 	n.sm = memkv.New()
