@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
@@ -21,10 +23,12 @@ func lockDir(fs vfs.FS, dir string) (*dirLock, error) {
 	path := fs.PathJoin(dir, "LOCK")
 	c, err := fs.Lock(path)
 	if err != nil {
-		if os.IsPermission(err) || os.IsNotExist(err) {
-			return nil, fmt.Errorf("storage: lock %s: %w", path, err)
+		var pe *os.PathError
+		opening := errors.As(err, &pe) && pe.Op == "open" // could not even create the file
+		if !opening && (errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) || strings.Contains(err.Error(), "lock held")) {
+			return nil, fmt.Errorf("%w: %s (%v)", ErrLocked, dir, err)
 		}
-		return nil, fmt.Errorf("%w: %s (%v)", ErrLocked, dir, err)
+		return nil, fmt.Errorf("storage: lock %s: %w", path, err)
 	}
 	return &dirLock{c: c}, nil
 }

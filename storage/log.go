@@ -41,7 +41,7 @@ func (s *Store) Write(updates []Update, sync bool) error {
 	var snap *raftpb.Snapshot
 	for _, u := range updates {
 		if u.Snapshot != nil && u.Snapshot.GetMetadata().GetIndex() > 0 {
-			m := u.Snapshot.GetMetadata()
+			m := proto.CloneOf(u.Snapshot.GetMetadata())
 			if err := b.DeleteRange(logKey(0), logUpperBound, nil); err != nil {
 				return err
 			}
@@ -73,7 +73,7 @@ func (s *Store) Write(updates []Update, sync bool) error {
 			}
 		}
 		if u.HardState != nil && !isEmptyHardState(u.HardState) {
-			v.hs = raiseCommit(u.HardState, v.hs.GetCommit())
+			v.hs = raiseCommit(proto.CloneOf(u.HardState), v.hs.GetCommit())
 			if err := b.Set(hardStateKey, sealProto(v.hs), nil); err != nil {
 				return err
 			}
@@ -191,10 +191,14 @@ func (s *Store) Compact(index uint64) error {
 	// Readers learn of the compaction before the entries vanish, so that a
 	// read racing with it reports ErrCompacted rather than a missing entry.
 	s.mu.Lock()
+	prevIdx, prevTerm := s.mu.truncIdx, s.mu.truncTerm
 	s.mu.truncIdx, s.mu.truncTerm = index, term
 	s.mu.cache.dropBefore(index + 1)
 	s.mu.Unlock()
 	if err := b.Commit(pebble.NoSync); err != nil {
+		s.mu.Lock()
+		s.mu.truncIdx, s.mu.truncTerm = prevIdx, prevTerm // the entries are still there
+		s.mu.Unlock()
 		return fmt.Errorf("storage: compact %s to %d: %w", s.dbDir, index, err)
 	}
 	return nil

@@ -351,3 +351,27 @@ func TestWriteEmptySnapshotIgnored(t *testing.T) {
 		t.Fatalf("Snapshot() = %v after an empty snapshot", snap)
 	}
 }
+
+// The store keeps its own HardState and snapshot metadata: a caller that
+// reuses the values it passed to Write or SetSnapshot does not change what
+// the store reports (only entries are documented as kept by reference).
+func TestWriteDoesNotAliasCallerState(t *testing.T) {
+	s := newLog(t, Options{}, "compact", 3, 3, 4, 5)
+	hs := hardState(5, 1, 4)
+	write(t, s, true, Update{HardState: hs})
+	hs.Commit = new(uint64(999))
+	hs.Term = new(uint64(999))
+	if got := s.HardState(); !proto.Equal(got, hardState(5, 1, 4)) {
+		t.Errorf("HardState() = %v after the caller reused its value", got)
+	}
+
+	meta := snapMeta(5, 5, 1, 2, 3)
+	writeSnapFile(t, s, meta, nil, nil)
+	if err := s.SetSnapshot(meta); err != nil {
+		t.Fatal(err)
+	}
+	meta.ConfState.Voters = append(meta.ConfState.Voters[:0], 7)
+	if _, cs, _ := s.InitialState(); !proto.Equal(cs, &raftpb.ConfState{Voters: []uint64{1, 2, 3}}) {
+		t.Errorf("InitialState ConfState = %v after the caller reused its metadata", cs)
+	}
+}

@@ -19,7 +19,11 @@ import (
 // and with raft's own implementation, and the small cache never grows past
 // its bound.
 func TestModel(t *testing.T) {
-	for seed := range uint64(4) {
+	seeds := uint64(4)
+	if testing.Short() {
+		seeds = 1
+	}
+	for seed := range seeds {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			runModel(t, seed, 1000, 150)
 		})

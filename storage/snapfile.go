@@ -237,7 +237,7 @@ func (s *Store) CreateSnapshot(meta *raftpb.SnapshotMetadata, context []byte) (*
 		return nil, fmt.Errorf("storage: create snapshot %s: %w", tmp, err)
 	}
 	w := &SnapshotWriter{dir: s.snaps, meta: meta, tmp: tmp, f: f, crc: crc32.New(crcTable)}
-	w.w = bufio.NewWriterSize(io.MultiWriter(f, w.crc), 1<<20)
+	w.w = bufio.NewWriterSize(io.MultiWriter(w.crc, &privateWriter{f: f}), 1<<20)
 	metaBytes, err := proto.Marshal(meta)
 	if err != nil {
 		w.Abort()
@@ -255,6 +255,28 @@ func (s *Store) CreateSnapshot(meta *raftpb.SnapshotMetadata, context []byte) (*
 		return nil, fmt.Errorf("storage: write snapshot %s: %w", tmp, err)
 	}
 	return w, nil
+}
+
+// privateWriter hands f.Write a copy of each buffer: vfs.File.Write may
+// modify its argument, which must reach the checksum intact and, when bufio
+// passes a large write through, belongs to the state machine.
+type privateWriter struct {
+	f   vfs.File
+	buf []byte
+}
+
+func (w *privateWriter) Write(p []byte) (n int, err error) {
+	for len(p) > 0 {
+		c := min(len(p), 1<<20)
+		w.buf = append(w.buf[:0], p[:c]...)
+		m, err := w.f.Write(w.buf)
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[c:]
+	}
+	return n, nil
 }
 
 // Write appends state machine data.
@@ -322,6 +344,7 @@ func (s *Store) SetSnapshot(meta *raftpb.SnapshotMetadata) error {
 	if err := s.snaps.verify(meta.GetTerm(), meta.GetIndex()); err != nil {
 		return err
 	}
+	meta = proto.CloneOf(meta)
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	s.mu.Lock()

@@ -14,10 +14,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
 
+// go test ./storage/ -run TestSnapshotFileFormat -args -update rewrites the
+// golden file, for an intended change of the snapshot format.
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 // pattern returns n deterministic, non-repeating-looking bytes.
@@ -502,5 +505,100 @@ func TestOpenSnapshotMissing(t *testing.T) {
 	errContains(t, err, fs.ErrNotExist, s.snaps.path(1, 1))
 	if !strings.Contains(err.Error(), "storage:") {
 		t.Fatalf("error %q lacks the package prefix", err)
+	}
+}
+
+// scribbleFS is a filesystem whose files' Write modifies the caller's
+// buffer after copying it, as vfs.File's contract allows ("Unlike the
+// specification for io.Writer.Write(), the vfs.File.Write() method *is*
+// allowed to modify the slice passed in") and as Pebble's MemFS does in race
+// builds.
+type scribbleFS struct{ vfs.FS }
+
+type scribbleFile struct{ vfs.File }
+
+func (f scribbleFile) Write(p []byte) (int, error) {
+	n, err := f.File.Write(p)
+	for i := range p {
+		p[i] = 0xcc // not an involution: MemFS itself flips bits in race builds
+	}
+	return n, err
+}
+
+func (fs scribbleFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.Create(name, c)
+	if err != nil {
+		return nil, err
+	}
+	return scribbleFile{f}, nil
+}
+
+func (fs scribbleFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := fs.FS.OpenReadWrite(name, c, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return scribbleFile{f}, nil
+}
+
+func (fs scribbleFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.ReuseForWrite(oldname, newname, c)
+	if err != nil {
+		return nil, err
+	}
+	return scribbleFile{f}, nil
+}
+
+// Snapshot files are written correctly on any vfs.FS, including one whose
+// Write modifies its argument: the checksum covers the bytes written, and
+// the state machine's buffers passed to SnapshotWriter.Write are left as
+// they were (SnapshotWriter is an io.Writer, whose contract forbids
+// modifying them).
+func TestSnapshotWriterOnScribblingFS(t *testing.T) {
+	fs := scribbleFS{vfs.NewMem()}
+	s := openStore(t, "/data", Options{FS: fs})
+	for i, size := range []int{0, 100, 3<<20 + 1} { // the last one bypasses the writer's buffer
+		meta := snapMeta(uint64(10+i), 1, 1)
+		data := pattern(size)
+		ctx := []byte("context")
+		w, err := s.CreateSnapshot(meta, ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(data, pattern(size)) || string(ctx) != "context" {
+			t.Fatalf("%d bytes: SnapshotWriter modified the caller's buffers", size)
+		}
+		if err := w.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		sf, err := s.OpenSnapshotFile(1, uint64(10+i))
+		if err != nil {
+			t.Fatalf("%d bytes: %v", size, err)
+		}
+		if got := readAll(t, sf.Data()); !bytes.Equal(got, data) || string(sf.Context) != "context" {
+			t.Errorf("%d bytes: read back %d bytes, context %q", size, len(got), sf.Context)
+		}
+		sf.Close()
+	}
+	// A transfer into the same filesystem is byte-identical too.
+	src := openStore(t, t.TempDir(), Options{})
+	body := readFile(t, writeSnapFile(t, src, snapMeta(40, 2, 1), nil, pattern(10_000)))
+	sent := bytes.Clone(body)
+	pw, err := s.ReceiveSnapshot(2, 40, int64(len(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	if _, err := pw.Write(sent); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(sent, body) {
+		t.Fatal("ReceiveSnapshot's writer modified the caller's buffer")
+	}
+	if err := pw.Commit(); err != nil {
+		t.Fatal(err)
 	}
 }
