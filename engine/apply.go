@@ -10,7 +10,8 @@ import (
 )
 
 // applyTask is work for the apply loop: committed entries (a
-// MsgStorageApply), or a snapshot to restore.
+// MsgStorageApply), a snapshot to restore, or, empty, a wake-up to
+// reconsider taking a snapshot.
 type applyTask struct {
 	msg      *raftpb.Message
 	restore  *raftpb.Snapshot
@@ -48,6 +49,9 @@ func (e *Engine) runApply() {
 			if t.restore != nil {
 				t.restored <- e.installSnapshot(t.restore)
 				continue
+			}
+			if t.msg == nil {
+				continue // a wake-up: only maybeSnapshot below has work
 			}
 			if err := e.applyEntries(t.msg.GetEntries()); err != nil {
 				e.fail(err)

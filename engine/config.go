@@ -42,6 +42,8 @@ type Config struct {
 	Persistence PersistenceConfig
 	Snapshot    SnapshotConfig
 	Network     transport.NetworkOptions
+	// Compression switches gzip per kind of peer traffic. Its zero value
+	// compresses nothing; DefaultConfig compresses snapshots.
 	Compression transport.Compression
 	Storage     storage.Options
 
@@ -99,7 +101,7 @@ type SnapshotConfig struct {
 // DefaultConfig returns a configuration that runs a one-node cluster on a
 // laptop; DataDir and StateMachine still need setting.
 func DefaultConfig() Config {
-	c := Config{}
+	c := Config{Compression: transport.DefaultCompression()}
 	c.setDefaults()
 	return c
 }
@@ -144,9 +146,6 @@ func (c *Config) setDefaults() {
 		c.Snapshot.CatchUpMargin = 5000
 	}
 	c.Network = c.Network.WithDefaults()
-	if c.Compression == (transport.Compression{}) {
-		c.Compression = transport.DefaultCompression()
-	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -34,10 +34,15 @@ func (e *Engine) maybeSnapshot() {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		defer st.snapping.Store(false)
-		if err := e.writeSnapshot(meta, members, view); err != nil {
+		err := e.writeSnapshot(meta, members, view)
+		st.snapping.Store(false)
+		if err != nil {
 			e.fail(err)
+			return
 		}
+		// Another snapshot may have become due meanwhile (a membership
+		// change); with no new entries, nothing else would wake the loop.
+		e.applyq.push(applyTask{})
 	}()
 }
 

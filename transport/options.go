@@ -25,16 +25,16 @@ type ClassOptions struct {
 	ConnectionWindowSize int32 `toml:"connection_window_size"`
 	// StreamWindowSize is the HTTP/2 flow-control window of one stream.
 	StreamWindowSize int32 `toml:"stream_window_size"`
-	// MaxFrameSize is the largest HTTP/2 frame read (16 KiB to 16 MiB).
-	MaxFrameSize uint32 `toml:"max_frame_size"`
 	// MaxMessageSize is the largest gRPC message sent or received.
 	MaxMessageSize int `toml:"max_message_size"`
 	// MaxConcurrentStreams caps the streams one connection carries.
 	MaxConcurrentStreams uint32 `toml:"max_concurrent_streams"`
-	// ConcurrencyLimit caps the requests served at once on the class (for
-	// Bulk: snapshot transfers in flight).
+	// ConcurrencyLimit caps the streams served at once on the class; extra
+	// ones are refused. On Bulk it also caps outgoing snapshot transfers
+	// across all peers.
 	ConcurrencyLimit int `toml:"concurrency_limit"`
-	// QueueSize is the number of messages queued per peer before Send drops.
+	// QueueSize is the number of messages queued per peer before Send drops
+	// (on Bulk: snapshots pending per peer).
 	QueueSize int `toml:"queue_size"`
 }
 
@@ -103,7 +103,6 @@ func DefaultNetworkOptions() NetworkOptions {
 			KeepaliveTimeoutSecs:  5,
 			ConnectionWindowSize:  1 << 20,
 			StreamWindowSize:      1 << 20,
-			MaxFrameSize:          16 << 10,
 			MaxMessageSize:        4 << 20,
 			MaxConcurrentStreams:  64,
 			ConcurrencyLimit:      64,
@@ -117,7 +116,6 @@ func DefaultNetworkOptions() NetworkOptions {
 			KeepaliveTimeoutSecs:  5,
 			ConnectionWindowSize:  6 << 20,
 			StreamWindowSize:      4 << 20,
-			MaxFrameSize:          1 << 20,
 			MaxMessageSize:        64 << 20,
 			MaxConcurrentStreams:  128,
 			ConcurrencyLimit:      128,
@@ -131,7 +129,6 @@ func DefaultNetworkOptions() NetworkOptions {
 			KeepaliveTimeoutSecs:  10,
 			ConnectionWindowSize:  32 << 20,
 			StreamWindowSize:      16 << 20,
-			MaxFrameSize:          1 << 20,
 			MaxMessageSize:        8 << 20,
 			MaxConcurrentStreams:  16,
 			ConcurrencyLimit:      4,
@@ -169,9 +166,6 @@ func (o *ClassOptions) fill(d ClassOptions) {
 	}
 	if o.StreamWindowSize == 0 {
 		o.StreamWindowSize = d.StreamWindowSize
-	}
-	if o.MaxFrameSize == 0 {
-		o.MaxFrameSize = d.MaxFrameSize
 	}
 	if o.MaxConcurrentStreams == 0 {
 		o.MaxConcurrentStreams = d.MaxConcurrentStreams
@@ -221,8 +215,9 @@ func (o ClassOptions) validate(section string) error {
 	if o.StreamWindowSize < 64<<10 {
 		return fmt.Errorf("%s.stream_window_size = %d: must be at least 65536", section, o.StreamWindowSize)
 	}
-	if o.MaxFrameSize < 16<<10 || o.MaxFrameSize > 1<<24-1 {
-		return fmt.Errorf("%s.max_frame_size = %d: must be between 16384 and 16777215", section, o.MaxFrameSize)
+	// A batch of raft messages or a snapshot chunk must fit in one message.
+	if o.MaxMessageSize < 64<<10 {
+		return fmt.Errorf("%s.max_message_size = %d: must be at least 65536", section, o.MaxMessageSize)
 	}
 	return nil
 }

@@ -18,9 +18,9 @@
 // network to behave (it retries). A snapshot's outcome is always reported
 // through Handler.ReportSnapshot.
 //
-// Two implementations exist: GRPC, for real clusters, and the in-memory
-// Network, for tests, which also injects faults (partitions, drops, delays,
-// duplicates, reordering).
+// Two implementations exist: grpcnet, for real clusters, and memnet, an
+// in-memory network for tests that also injects faults (partitions, drops,
+// delays, duplicates, reordering). Neither calls the Handler after Close.
 package transport
 
 import (

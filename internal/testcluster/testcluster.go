@@ -161,6 +161,16 @@ func (c *Cluster) start(id uint64, join bool) error {
 	return nil
 }
 
+// engine returns node id's running engine, or nil.
+func (c *Cluster) engine(id uint64) *engine.Engine {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := c.nodes[id]; n != nil {
+		return n.Engine
+	}
+	return nil
+}
+
 // Node returns member id.
 func (c *Cluster) Node(id uint64) *Node {
 	c.mu.Lock()
@@ -186,10 +196,11 @@ func (c *Cluster) Running() []uint64 {
 func (c *Cluster) Stop(id uint64) {
 	c.t.Helper()
 	n := c.Node(id)
-	if n.Engine == nil {
+	e := c.engine(id)
+	if e == nil {
 		return
 	}
-	if err := n.Engine.Stop(); err != nil {
+	if err := e.Stop(); err != nil {
 		c.t.Errorf("stop node %d: %v", id, err)
 	}
 	c.mu.Lock()
@@ -222,8 +233,8 @@ func (c *Cluster) Crash(ids ...uint64) {
 	}
 	for i, id := range ids {
 		n := c.Node(id)
-		if n.Engine != nil {
-			n.Engine.Stop() // its writes after the clone are lost with the old filesystem
+		if e := c.engine(id); e != nil {
+			e.Stop() // its writes after the clone are lost with the old filesystem
 		}
 		c.mu.Lock()
 		n.Engine, n.FS = nil, clones[i]
@@ -267,7 +278,11 @@ func (c *Cluster) Join(id uint64) *Node {
 func (c *Cluster) Leader() uint64 {
 	var leader, leaderTerm, maxTerm uint64
 	for _, id := range c.Running() {
-		st := c.Node(id).Engine.Status()
+		e := c.engine(id)
+		if e == nil {
+			continue
+		}
+		st := e.Status()
 		maxTerm = max(maxTerm, st.Term)
 		if st.Role == engine.Leader && st.Term > leaderTerm {
 			leader, leaderTerm = id, st.Term
@@ -296,11 +311,11 @@ func (c *Cluster) WaitLeader(timeout time.Duration) uint64 {
 
 // Propose sends cmd through node id.
 func (c *Cluster) Propose(ctx context.Context, id uint64, cmd []byte) (memkv.Result, error) {
-	n := c.Node(id)
-	if n == nil || n.Engine == nil {
+	e := c.engine(id)
+	if e == nil {
 		return memkv.Result{}, fmt.Errorf("node %d not running", id)
 	}
-	v, err := n.Engine.Propose(ctx, cmd)
+	v, err := e.Propose(ctx, cmd)
 	if err != nil {
 		return memkv.Result{}, err
 	}
@@ -338,7 +353,8 @@ func (c *Cluster) WaitApplied(index uint64, timeout time.Duration) {
 	for {
 		behind := ""
 		for _, id := range c.Running() {
-			if a := c.Node(id).Engine.Status().Applied; a < index {
+			if e := c.engine(id); e != nil && e.Status().Applied < index {
+				a := e.Status().Applied
 				behind += fmt.Sprintf(" node %d at %d;", id, a)
 			}
 		}

@@ -2,6 +2,7 @@ package grpcnet
 
 import (
 	"bytes"
+	stdgzip "compress/gzip"
 	"log/slog"
 	"sync"
 	"testing"
@@ -9,12 +10,19 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/goleak"
+	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/transport"
 )
 
 func TestMain(m *testing.M) {
+	// The race detector makes deflate twenty times slower; the fastest level
+	// keeps the large compressed transfers of these tests within seconds
+	// and exercises the same code.
+	if err := gzip.SetLevel(stdgzip.BestSpeed); err != nil {
+		panic(err)
+	}
 	goleak.VerifyTestMain(m)
 }
 
@@ -26,6 +34,8 @@ type recorder struct {
 	snapshots   []snapshotReport
 	// onDeliver, when set, runs inside Deliver (before the message is kept).
 	onDeliver func(m *raftpb.Message)
+	// discard, when set, keeps no delivered message (for benchmarks).
+	discard bool
 }
 
 type snapshotReport struct {
@@ -38,6 +48,9 @@ func newRecorder() *recorder { return &recorder{unreachable: make(map[uint64]int
 func (r *recorder) Deliver(m *raftpb.Message) {
 	if r.onDeliver != nil {
 		r.onDeliver(m)
+	}
+	if r.discard {
+		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cairn-db/cairn/transport"
 )
@@ -21,6 +22,9 @@ type fileStore struct {
 
 	// wrapReader, when set, wraps every reader OpenSnapshot returns.
 	wrapReader func(transport.SnapshotReader) transport.SnapshotReader
+	// writeRate, when set, limits the bytes written per second, as a slow
+	// disk or a slow link would.
+	writeRate int64
 
 	commits atomic.Int64
 	closes  atomic.Int64
@@ -87,7 +91,7 @@ func (s *fileStore) ReceiveSnapshot(term, index uint64, size int64) (transport.S
 		return nil, err
 	}
 	return &fileWriter{store: s, f: f, part: part, final: s.path(term, index, "snap"),
-		offset: st.Size(), size: size}, nil
+		offset: st.Size(), size: size, rate: s.writeRate, start: time.Now()}, nil
 }
 
 type fileReader struct {
@@ -104,11 +108,20 @@ type fileWriter struct {
 	offset      int64
 	size        int64
 	closeOnce   sync.Once
+
+	rate    int64 // bytes per second, 0 for no limit
+	start   time.Time
+	written int64
 }
 
 func (w *fileWriter) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.offset += int64(n)
+	if w.rate > 0 {
+		w.written += int64(n)
+		due := w.start.Add(time.Duration(w.written * int64(time.Second) / w.rate))
+		time.Sleep(time.Until(due))
+	}
 	return n, err
 }
 

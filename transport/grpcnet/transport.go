@@ -38,6 +38,9 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// minMessageSize is the smallest MaxMessageSize a class may have.
+const minMessageSize = 64 << 10
+
 // Transport is the gRPC transport.Transport. Its methods may be called
 // concurrently.
 type Transport struct {
@@ -87,6 +90,12 @@ func New(opts Options) (*Transport, error) {
 	}
 	if err := opts.Network.Validate(); err != nil {
 		return nil, fmt.Errorf("grpcnet: %w", err)
+	}
+	for _, c := range transport.Classes {
+		// A batch or a snapshot chunk must fit with room for its framing.
+		if n := opts.Network.Class(c).MaxMessageSize; n < minMessageSize {
+			return nil, fmt.Errorf("grpcnet: network.%s.max_message_size = %d: must be at least %d", c, n, minMessageSize)
+		}
 	}
 	log := opts.Logger
 	if log == nil {
@@ -142,7 +151,8 @@ func (t *Transport) Start(h transport.Handler) error {
 		t.serveWG.Add(1)
 		go func() {
 			defer t.serveWG.Done()
-			if err := srv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			// Close closes the listeners first: ErrClosed is a clean stop too.
+			if err := srv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !errors.Is(err, net.ErrClosed) {
 				t.log.Error("grpcnet: server stopped", "class", c.String(), "err", err)
 			}
 		}()
@@ -200,6 +210,11 @@ func (t *Transport) Send(msgs []*raftpb.Message) {
 	}
 	var dropped []*raftpb.Message
 	t.mu.RLock()
+	if t.mu.closed {
+		// Close won the race with the check above.
+		t.mu.RUnlock()
+		return
+	}
 	for _, m := range msgs {
 		if m == nil {
 			continue

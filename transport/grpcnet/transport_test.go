@@ -225,6 +225,11 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	if _, err := New(Options{NodeID: 1, ListenAddr: "127.0.0.1:0", Network: bad}); err == nil {
 		t.Error("New accepted network.data.queue_size = 0")
 	}
+	bad = transport.DefaultNetworkOptions()
+	bad.Bulk.MaxMessageSize = 1024
+	if _, err := New(Options{NodeID: 1, ListenAddr: "127.0.0.1:0", Network: bad}); err == nil {
+		t.Error("New accepted network.bulk.max_message_size = 1024")
+	}
 	if _, err := New(Options{NodeID: 1, ListenAddr: "256.0.0.1:0"}); err == nil {
 		t.Error("New accepted an impossible listen address")
 	}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package grpcnet
+
+const raceEnabled = false
