@@ -1,7 +1,10 @@
-# Benchmarks. See engine/bench_test.go.
+# Convenience targets. CI runs only `make test`'s command (see .ci/run).
 #
+#   make test                       # every test, race detector on (what CI runs)
+#   make soak SOAK=10m              # the chaos test for SOAK, then the fault tests 20 times
 #   make bench                      # the BenchmarkPropose matrix, into $(BENCH_OUT)
 #   make bench-profile              # CPU profile of the 3-node gRPC 256-proposer DiskFirst case
+#   make proto                      # regenerate transport/grpcnet/peerpb
 #
 # One op is one proposal. A single proposer under DiskFirst waits for an
 # fsync per op, so it runs fewer ops than the 256-proposer cases.
@@ -15,7 +18,19 @@ BENCH_PROFILE      ?= /tmp/cpu.out
 SHELL       := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: bench bench-profile
+SOAK ?= 5m
+
+.PHONY: test soak bench bench-profile proto
+
+test:
+	$(GO) test -race -timeout 25m ./...
+
+soak:
+	CAIRN_SOAK=$(SOAK) $(GO) test -race -run TestChaos -v -timeout 0 ./engine/
+	$(GO) test -race -count 20 -run 'Crash|Partition|Lossy|Failover|Repeated|Joint|Remove' -timeout 0 ./engine/
+
+proto:
+	cd transport/grpcnet/peerpb && $(GO) generate
 
 bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkPropose/nodes=/transport=/proposers=1$$/' -benchtime $(BENCH_SERIAL_OPS)x -timeout 30m ./engine/ | tee $(BENCH_OUT)
