@@ -173,3 +173,31 @@ func TestMemFirstBatchPolicyFlushes(t *testing.T) {
 		}
 	}
 }
+
+// A follower that loses its unflushed tail in a crash (MemFirst) had
+// acknowledged entries it no longer has: the raft library's leader would
+// never resend them. The node notices and gets a new leader, which repairs
+// its log.
+func TestMemFirstFollowerCrashIsRepaired(t *testing.T) {
+	c := testcluster.New(t, 3, testcluster.Options{
+		CrashableFS: true,
+		Persistence: engine.PersistenceConfig{
+			Strategy:    engine.MemFirst,
+			FlushPolicy: engine.FlushPolicy{Threshold: 1 << 30, Interval: time.Hour},
+		},
+	})
+	writeN(t, c, "a", 200)
+	leader := c.WaitLeader(5 * time.Second)
+	f := leader%3 + 1
+	if st := c.Node(f).Engine.Status(); st.FlushLag() == 0 {
+		t.Fatalf("follower %d has no unflushed entries to lose", f)
+	}
+	c.Crash(f)
+	c.ForgetApplied()
+	c.Restart(f)
+	writeN(t, c, "b", 50)
+	c.WaitConverged(10 * time.Second)
+	requireKeys(t, c, "a", 200)
+	requireKeys(t, c, "b", 50)
+	c.Check()
+}

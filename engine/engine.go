@@ -32,6 +32,9 @@ var (
 	ErrTooLarge = errors.New("engine: proposal too large")
 	// ErrRemoved: this node was removed from the cluster.
 	ErrRemoved = errors.New("engine: this node was removed from the cluster")
+	// ErrLogLost: under DiskFirst, the log lacks entries this node had
+	// acknowledged as durable; the disk lost synced writes.
+	ErrLogLost = errors.New("engine: log lost entries that were acknowledged as durable")
 )
 
 // Role is a node's part in the raft group.
@@ -97,6 +100,8 @@ type Engine struct {
 	applied atomic.Uint64
 	durable atomic.Uint64
 	commit  atomic.Uint64
+
+	lostTailTicks int // raft loop: ticks before asking again for a leader change
 
 	readyOnce sync.Once
 	readyc    chan struct{}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -26,6 +27,9 @@ func (e *Engine) runRaft() {
 		select {
 		case <-ticker.C:
 			rn.Tick()
+			if e.lostTailTicks > 0 {
+				e.lostTailTicks--
+			}
 		case ps := <-e.propc:
 			e.propose(rn, ps)
 		case <-e.inbox.notify:
@@ -72,6 +76,9 @@ func (e *Engine) runRaft() {
 func (e *Engine) step(rn *raft.RawNode, it *inboxItem) {
 	switch {
 	case it.msg != nil:
+		if it.msg.GetType() == raftpb.MsgHeartbeat {
+			e.checkLostTail(rn, it.msg)
+		}
 		if err := rn.Step(it.msg); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 			e.log.Debug("step", "type", it.msg.GetType().String(), "from", it.msg.GetFrom(), "err", err)
 		}
@@ -83,6 +90,42 @@ func (e *Engine) step(rn *raft.RawNode, it *inboxItem) {
 			status = raft.SnapshotFailure
 		}
 		rn.ReportSnapshot(it.snapshotTo, status)
+	}
+}
+
+// checkLostTail handles a heartbeat whose commit index lies beyond the end
+// of the local log. A leader only sends a commit index this node has
+// acknowledged, so the node lost acknowledged entries: under MemFirst, by
+// crashing before a flush; under DiskFirst only if the disk lied. The raft
+// library treats this as impossible (it panics), and its leader never
+// replicates below what a follower acknowledged, so the node:
+//
+//   - under DiskFirst, stops with ErrLogLost: its disk cannot be trusted;
+//   - under MemFirst, clamps the commit index to its log and asks the leader
+//     to hand leadership to another voter. A new leader starts every
+//     follower's progress afresh and repairs this node's log.
+func (e *Engine) checkLostTail(rn *raft.RawNode, m *raftpb.Message) {
+	last, said := must(e.store.LastIndex()), m.GetCommit()
+	if said <= last {
+		return
+	}
+	m.Commit = new(last)
+	if e.cfg.Persistence.Strategy == DiskFirst {
+		e.fail(fmt.Errorf("%w: leader %d says entries up to %d are stored here, but the log in %s ends at %d",
+			ErrLogLost, m.GetFrom(), said, e.cfg.DataDir, last))
+		return
+	}
+	if e.lostTailTicks > 0 {
+		return // asked recently
+	}
+	e.lostTailTicks = 2 * e.cfg.Raft.ElectionTick
+	for _, id := range e.members.confState().GetVoters() {
+		if id != e.id && id != m.GetFrom() {
+			e.log.Warn("log lost unflushed acknowledged entries in a crash (MemFirst); asking for a new leader to repair it",
+				"leader", m.GetFrom(), "leader_says_stored", said, "last_index", last, "new_leader", id)
+			rn.TransferLeader(id)
+			return
+		}
 	}
 }
 

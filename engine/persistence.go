@@ -20,7 +20,10 @@ const (
 	// its last flush (its flush lag: last index − durable index); a write
 	// acknowledged to a client is lost only if a majority of nodes crash
 	// within that window. HardState changes of term or vote are always
-	// fsynced, so a node never votes twice in a term.
+	// fsynced, so a node never votes twice in a term. A follower that comes
+	// back without entries it had acknowledged asks its leader to hand
+	// leadership to another voter: the new leader repairs its log (the old
+	// one would never resend what the follower acknowledged).
 	MemFirst Strategy = "MemFirst"
 )
 
