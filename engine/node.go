@@ -30,6 +30,11 @@ func (e *Engine) runRaft() {
 			if e.lostTailTicks > 0 {
 				e.lostTailTicks--
 			}
+			// A cluster of one need not wait an election timeout to elect
+			// itself (raft refuses until its configuration is applied).
+			if soft.Lead == raft.None && e.soleVoter() {
+				rn.Campaign()
+			}
 		case ps := <-e.propc:
 			e.propose(rn, ps)
 		case <-e.inbox.notify:
@@ -91,6 +96,11 @@ func (e *Engine) step(rn *raft.RawNode, it *inboxItem) {
 		}
 		rn.ReportSnapshot(it.snapshotTo, status)
 	}
+}
+
+func (e *Engine) soleVoter() bool {
+	cs := e.members.confState()
+	return len(cs.GetVoters()) == 1 && cs.GetVoters()[0] == e.id && len(cs.GetVotersOutgoing()) == 0
 }
 
 // checkLostTail handles a heartbeat whose commit index lies beyond the end
