@@ -191,6 +191,32 @@ func TestSnapshotCatchUpOverGRPCBulk(t *testing.T) {
 					t.Fatalf("node %d: %d keys after snapshot", id, n.sm.Len())
 				}
 			}
+			// A member that was down while the log moved on and was
+			// compacted past it catches up by snapshot too.
+			c.nodes[3].e.Stop()
+			c.nodes[3].e = nil
+			before := c.nodes[3].rec.count(engine.EventSnapshotInstalled)
+			for i := 1000; i < 2000; i++ {
+				if _, err := c.nodes[1].e.Propose(ctx, memkv.Set(fmt.Sprint(i), value)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var peers []engine.Peer
+			for id, addr := range c.nodes[1].e.Members() {
+				peers = append(peers, engine.Peer{ID: id, Addr: addr})
+			}
+			c.start(3, peers)
+			c.waitConverged(20 * time.Second)
+			deadline := time.Now().Add(5 * time.Second)
+			for c.nodes[3].rec.count(engine.EventSnapshotInstalled) == before {
+				if time.Now().After(deadline) {
+					t.Fatal("the restarted member caught up without a snapshot")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if n := c.nodes[3].sm.Len(); n != 2000 {
+				t.Fatalf("restarted member has %d keys, want 2000", n)
+			}
 		})
 	}
 }
