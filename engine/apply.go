@@ -158,6 +158,9 @@ func (e *Engine) installSnapshot(snap *raftpb.Snapshot) error {
 	if err := e.restoreMembership(f.Context); err != nil {
 		return err
 	}
+	if e.members.isRemoved(e.id) {
+		return fmt.Errorf("%w (snapshot %d)", ErrRemoved, meta.GetIndex())
+	}
 	st := &e.as
 	st.index, st.term, st.smApplied, st.snapIndex = meta.GetIndex(), meta.GetTerm(), meta.GetIndex(), meta.GetIndex()
 	st.confState = proto.CloneOf(meta.GetConfState())
@@ -187,6 +190,9 @@ func (e *Engine) restoreStateMachine() error {
 		defer f.Close()
 		if err := e.restoreMembership(f.Context); err != nil {
 			return err
+		}
+		if e.members.isRemoved(e.id) {
+			return fmt.Errorf("%w: %s holds a snapshot taken after node %d was removed", ErrRemoved, e.cfg.DataDir, e.id)
 		}
 		if smApplied < meta.GetIndex() {
 			if err := e.sm.Restore(f.Data(), meta.GetIndex()); err != nil {

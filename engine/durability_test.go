@@ -201,3 +201,64 @@ func TestMemFirstFollowerCrashIsRepaired(t *testing.T) {
 	requireKeys(t, c, "b", 50)
 	c.Check()
 }
+
+// The review's scenario: one crash plus one partition must not lose a write
+// acknowledged under MemFirst while the node holding it comes back in time.
+func TestMemFirstCrashedNodeAbstainsUntilALeaderIsHeard(t *testing.T) {
+	c := testcluster.New(t, 3, testcluster.Options{
+		CrashableFS: true,
+		Persistence: engine.PersistenceConfig{
+			Strategy:    engine.MemFirst,
+			FlushPolicy: engine.FlushPolicy{Threshold: 1 << 30, Interval: time.Hour},
+		},
+	})
+	writeN(t, c, "warm", 5)
+	a := c.WaitLeader(5 * time.Second)
+	b := a%3 + 1
+	cc := b%3 + 1
+	c.Net.Isolate(cc)
+	if _, err := c.Propose(ctxT(t, 5*time.Second), a, memkv.Set("acked", "yes")); err != nil {
+		t.Fatalf("write with a and b: %v", err)
+	}
+	// b loses the write in a crash while a is cut off; c never had it.
+	c.Crash(b)
+	c.Net.Heal()
+	c.Net.Isolate(a)
+	c.ForgetApplied()
+	c.Restart(b)
+	// b and c alone could elect a leader without the write: b must abstain.
+	time.Sleep(400 * time.Millisecond)
+	for _, id := range []uint64{b, cc} {
+		if st := c.Node(id).Engine.Status(); st.Role == engine.Leader {
+			t.Fatalf("node %d became leader without the node that holds the acknowledged write", id)
+		}
+	}
+	c.Net.Heal()
+	writeN(t, c, "after", 5)
+	c.WaitConverged(10 * time.Second)
+	for _, id := range c.Running() {
+		if v, _ := c.Node(id).SM.Get("acked"); v != "yes" {
+			t.Fatalf("node %d lost the acknowledged write", id)
+		}
+	}
+}
+
+func TestMemFirstTwoVoterLostTailIsRepaired(t *testing.T) {
+	c := testcluster.New(t, 2, testcluster.Options{
+		CrashableFS: true,
+		Persistence: engine.PersistenceConfig{
+			Strategy:    engine.MemFirst,
+			FlushPolicy: engine.FlushPolicy{Threshold: 1 << 30, Interval: time.Hour},
+		},
+	})
+	writeN(t, c, "a", 100)
+	leader := c.WaitLeader(5 * time.Second)
+	f := leader%2 + 1
+	c.Crash(f)
+	c.ForgetApplied()
+	c.Restart(f)
+	writeN(t, c, "b", 10)
+	c.WaitConverged(15 * time.Second)
+	requireKeys(t, c, "a", 100)
+	c.Check()
+}

@@ -96,12 +96,19 @@ type Engine struct {
 	waiters waiters
 	seq     atomic.Uint64 // proposal sequence numbers
 	members membership    // written by the apply loop, read under its lock
+	confMu  sync.Mutex    // one ChangeMembership at a time
 	as      applyState    // owned by the apply loop
 	applied atomic.Uint64
 	durable atomic.Uint64
 	commit  atomic.Uint64
 
-	lostTailTicks int // raft loop: ticks before asking again for a leader change
+	// Owned by the raft loop: MemFirst recovery after a crash.
+	recovering    bool // abstain from elections until a leader is heard from
+	recoverTicks  int  // ticks spent recovering
+	lostTailTicks int  // ticks before asking again for a leader change
+	silentTicks   int  // ticks left ignoring the leader (two-voter repair)
+	silentLeader  uint64
+	repairTurn    int // rotates the voters asked to take over leadership
 
 	readyOnce sync.Once
 	readyc    chan struct{}
@@ -179,6 +186,9 @@ func (e *Engine) open() (err error) {
 	}
 	hs := e.store.HardState()
 	e.commit.Store(hs.GetCommit())
+	// A MemFirst node that crashed may lack entries it acknowledged; until
+	// it hears from a leader its vote could elect one that lacks them too.
+	e.recovering = cfg.Persistence.Strategy == MemFirst && !e.store.CleanStart() && !e.store.IsEmpty()
 	e.durable.Store(must(e.store.LastIndex()))
 
 	if cfg.NewTransport != nil {
@@ -294,7 +304,8 @@ func (e *Engine) fail(err error) {
 // flight with ErrStopped, lets the log writer and the apply loop finish the
 // batch they hold (nothing is half-written: each batch is one atomic
 // write), closes the transport and storage and releases the data directory.
-// It is safe to call more than once and from many goroutines.
+// It is safe to call more than once and from many goroutines, but not from
+// a Reporter's Report method: Stop waits for the reporter to drain.
 func (e *Engine) Stop() error {
 	var err error
 	e.stopOnce.Do(func() {
@@ -302,11 +313,10 @@ func (e *Engine) Stop() error {
 		e.wg.Wait()
 		e.waiters.failAll(ErrStopped)
 		err = e.tr.Close()
-		if e.flush != nil {
-			// A clean stop leaves nothing unflushed under MemFirst.
-			if serr := e.store.Sync(); err == nil {
-				err = serr
-			}
+		// Everything written is synced (nothing unflushed under MemFirst),
+		// and the next start knows this was no crash.
+		if serr := e.store.MarkClean(); err == nil {
+			err = serr
 		}
 		if serr := e.store.Close(); err == nil {
 			err = serr

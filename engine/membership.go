@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/confchange"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -22,7 +24,37 @@ var (
 	ErrUnknownMember = errors.New("engine: no such member")
 	ErrNotLearner    = errors.New("engine: node is not a learner")
 	ErrNoAddress     = errors.New("engine: a new member needs a peer address")
+	// ErrInvalidChange: raft cannot apply the change to the current
+	// configuration (it would remove every voter, it is a second change
+	// while a joint configuration is in progress, ...).
+	ErrInvalidChange = errors.New("engine: invalid membership change")
 )
+
+// raftAccepts reports whether raft can apply cc on top of cs. raft panics on
+// a committed change it cannot apply, so a change it would refuse must never
+// reach ApplyConfChange: it is refused at proposal time and, should one
+// commit anyway (two nodes proposing at once), skipped at apply time on
+// every node alike.
+func raftAccepts(cs *raftpb.ConfState, cc *raftpb.ConfChangeV2) error {
+	chg := confchange.Changer{Tracker: tracker.MakeProgressTracker(1, 0), LastIndex: 1}
+	cfg, trk, err := confchange.Restore(chg, cs)
+	if err != nil {
+		return fmt.Errorf("%w: current configuration: %v", ErrInvalidChange, err)
+	}
+	chg.Tracker.Config, chg.Tracker.Progress = cfg, trk
+	switch autoLeave, enter := cc.EnterJoint(); {
+	case cc.LeaveJoint():
+		_, _, err = chg.LeaveJoint()
+	case enter:
+		_, _, err = chg.EnterJoint(autoLeave, cc.GetChanges()...)
+	default:
+		_, _, err = chg.Simple(cc.GetChanges()...)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidChange, err)
+	}
+	return nil
+}
 
 // ChangeType is one kind of membership change.
 type ChangeType int
@@ -209,6 +241,12 @@ func (m *membership) apply(changes []Change, cs *raftpb.ConfState) (dropped []ui
 	return dropped
 }
 
+func (m *membership) isRemoved(id uint64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.removed[id]
+}
+
 // Members returns the current members and their peer addresses.
 func (e *Engine) Members() map[uint64]string {
 	e.members.mu.Lock()
@@ -282,10 +320,17 @@ func (e *Engine) applyConfChange(ent *raftpb.Entry) error {
 	}
 	changes := e.members.changesOf(v2, ctx)
 	verr := e.members.validate(changes, false)
+	if verr == nil {
+		verr = raftAccepts(e.as.confState, v2)
+	}
 	if verr != nil {
-		cc = &raftpb.ConfChangeV2{} // raft must still see the entry applied
-		changes = nil
+		// Refused identically on every node; raft is not told (its contract
+		// for a rejected change), and the proposer gets the reason.
 		e.log.Warn("membership change refused", "index", ent.GetIndex(), "err", verr)
+		if ctx.Node == e.id && ctx.Seq != 0 {
+			e.waiters.resolve(ctx.Seq, result{err: verr})
+		}
+		return nil
 	}
 	wasMember := inConf(e.as.confState, e.id)
 	var cs *raftpb.ConfState
@@ -303,12 +348,10 @@ func (e *Engine) applyConfChange(ent *raftpb.Entry) error {
 			e.tr.AddPeer(c.ID, c.Addr)
 		}
 	}
-	if len(changes) > 0 || len(v2.GetChanges()) == 0 {
-		e.ev.emit(Event{Type: EventMembershipChanged, Index: ent.GetIndex(), Voters: cs.GetVoters(), Learners: cs.GetLearners()})
-	}
+	e.ev.emit(Event{Type: EventMembershipChanged, Index: ent.GetIndex(), Voters: cs.GetVoters(), Learners: cs.GetLearners()})
 	e.members.setConf(cs)
 	if ctx.Node == e.id && ctx.Seq != 0 {
-		e.waiters.resolve(ctx.Seq, result{err: verr})
+		e.waiters.resolve(ctx.Seq, result{})
 	}
 	// A joining node replays changes from before it was added: only a
 	// change that takes this node out of the configuration removes it.
@@ -368,6 +411,11 @@ func (e *Engine) ChangeMembership(ctx context.Context, changes ...Change) error 
 	if len(changes) == 0 {
 		return nil
 	}
+	// One change at a time from this node: raft silently drops a second
+	// change proposed while one is pending, and its caller would wait for
+	// nothing.
+	e.confMu.Lock()
+	defer e.confMu.Unlock()
 	if err := e.members.validate(changes, true); err != nil {
 		return err
 	}
@@ -385,6 +433,13 @@ func (e *Engine) ChangeMembership(ctx context.Context, changes ...Change) error 
 			addrs[c.ID] = c.Addr
 		}
 		cc.Changes = append(cc.Changes, &raftpb.ConfChangeSingle{Type: t.Enum(), NodeId: new(c.ID)})
+	}
+	if len(changes) > 1 {
+		// Joint consensus, left automatically once entered.
+		cc.Transition = raftpb.ConfChangeTransitionJointImplicit.Enum()
+	}
+	if err := raftAccepts(e.members.confState(), &cc); err != nil {
+		return err
 	}
 	seq := e.seq.Add(1)
 	cc.Context = encodeConfContext(confContext{Node: e.id, Seq: seq, Addrs: addrs})

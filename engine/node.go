@@ -26,15 +26,7 @@ func (e *Engine) runRaft() {
 	for {
 		select {
 		case <-ticker.C:
-			rn.Tick()
-			if e.lostTailTicks > 0 {
-				e.lostTailTicks--
-			}
-			// A cluster of one need not wait an election timeout to elect
-			// itself (raft refuses until its configuration is applied).
-			if soft.Lead == raft.None && e.soleVoter() {
-				rn.Campaign()
-			}
+			e.tick(rn, soft.Lead)
 		case ps := <-e.propc:
 			e.propose(rn, ps)
 		case <-e.inbox.notify:
@@ -81,11 +73,24 @@ func (e *Engine) runRaft() {
 func (e *Engine) step(rn *raft.RawNode, it *inboxItem) {
 	switch {
 	case it.msg != nil:
-		if it.msg.GetType() == raftpb.MsgHeartbeat {
-			e.checkLostTail(rn, it.msg)
+		m := it.msg
+		switch m.GetType() {
+		case raftpb.MsgHeartbeat:
+			e.checkLostTail(rn, m)
+		case raftpb.MsgVote, raftpb.MsgPreVote:
+			if e.recovering {
+				return // abstain: see Engine.recovering
+			}
 		}
-		if err := rn.Step(it.msg); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
-			e.log.Debug("step", "type", it.msg.GetType().String(), "from", it.msg.GetFrom(), "err", err)
+		if e.silentTicks > 0 && m.GetFrom() == e.silentLeader {
+			return
+		}
+		if t := m.GetType(); e.recovering && (t == raftpb.MsgApp || t == raftpb.MsgHeartbeat) && m.GetTerm() >= rn.BasicStatus().GetTerm() {
+			e.recovering = false // a leader is there to repair this node's log
+			e.log.Info("heard from leader after a crash; taking part in elections again", "leader", m.GetFrom())
+		}
+		if err := rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
+			e.log.Debug("step", "type", m.GetType().String(), "from", m.GetFrom(), "err", err)
 		}
 	case it.unreachable != 0:
 		rn.ReportUnreachable(it.unreachable)
@@ -95,6 +100,38 @@ func (e *Engine) step(rn *raft.RawNode, it *inboxItem) {
 			status = raft.SnapshotFailure
 		}
 		rn.ReportSnapshot(it.snapshotTo, status)
+	}
+}
+
+// recoverTimeout is how many election timeouts a MemFirst node that crashed
+// abstains from elections while no leader shows up. If every node crashed,
+// none may hear from a leader, and after this long they elect one among
+// themselves (losing what no survivor flushed, as MemFirst allows).
+const recoverTimeout = 5
+
+// tick advances raft's clock and the raft loop's own timers.
+func (e *Engine) tick(rn *raft.RawNode, lead uint64) {
+	if e.lostTailTicks > 0 {
+		e.lostTailTicks--
+	}
+	if e.silentTicks > 0 {
+		e.silentTicks--
+	}
+	if e.recovering {
+		if e.soleVoter() {
+			e.recovering = false // nobody else can hold what it lost
+		} else if e.recoverTicks++; e.recoverTicks > recoverTimeout*e.cfg.Raft.ElectionTick {
+			e.recovering = false
+			e.log.Warn("no leader after a crash; taking part in elections again; writes no survivor flushed may be lost (MemFirst)")
+		} else {
+			return // no election timeout, so no campaign
+		}
+	}
+	rn.Tick()
+	// A cluster of one need not wait an election timeout to elect itself
+	// (raft refuses until its configuration is applied).
+	if lead == raft.None && e.soleVoter() {
+		rn.Campaign()
 	}
 }
 
@@ -120,6 +157,9 @@ func (e *Engine) checkLostTail(rn *raft.RawNode, m *raftpb.Message) {
 		return
 	}
 	m.Commit = new(last)
+	if m.GetTerm() < rn.BasicStatus().GetTerm() {
+		return // a deposed leader's late heartbeat; raft ignores it
+	}
 	if e.cfg.Persistence.Strategy == DiskFirst {
 		e.fail(fmt.Errorf("%w: leader %d says entries up to %d are stored here, but the log in %s ends at %d",
 			ErrLogLost, m.GetFrom(), said, e.cfg.DataDir, last))
@@ -129,14 +169,27 @@ func (e *Engine) checkLostTail(rn *raft.RawNode, m *raftpb.Message) {
 		return // asked recently
 	}
 	e.lostTailTicks = 2 * e.cfg.Raft.ElectionTick
+	var others []uint64
 	for _, id := range e.members.confState().GetVoters() {
 		if id != e.id && id != m.GetFrom() {
-			e.log.Warn("log lost unflushed acknowledged entries in a crash (MemFirst); asking for a new leader to repair it",
-				"leader", m.GetFrom(), "leader_says_stored", said, "last_index", last, "new_leader", id)
-			rn.TransferLeader(id)
-			return
+			others = append(others, id)
 		}
 	}
+	if len(others) == 0 {
+		// Two voters: nobody to hand leadership to. Ignoring the leader for a
+		// while makes it step down (CheckQuorum); whoever leads next starts
+		// every follower afresh.
+		e.silentTicks, e.silentLeader = 2*e.cfg.Raft.ElectionTick, m.GetFrom()
+		e.log.Warn("log lost unflushed acknowledged entries in a crash (MemFirst); ignoring the leader so that a new term repairs it",
+			"leader", m.GetFrom(), "leader_says_stored", said, "last_index", last)
+		return
+	}
+	// Rotate, so that one unreachable voter does not stall the repair.
+	id := others[e.repairTurn%len(others)]
+	e.repairTurn++
+	e.log.Warn("log lost unflushed acknowledged entries in a crash (MemFirst); asking for a new leader to repair it",
+		"leader", m.GetFrom(), "leader_says_stored", said, "last_index", last, "new_leader", id)
+	rn.TransferLeader(id)
 }
 
 // propose hands a batch of proposals to raft as one MsgProp.

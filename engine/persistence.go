@@ -17,13 +17,18 @@ const (
 	// MemFirst: an entry is acknowledged and counted once it is written to
 	// the storage engine's buffers, and made durable later by the
 	// FlushPolicy. A crash of a node loses at most the entries written since
-	// its last flush (its flush lag: last index − durable index); a write
-	// acknowledged to a client is lost only if a majority of nodes crash
-	// within that window. HardState changes of term or vote are always
-	// fsynced, so a node never votes twice in a term. A follower that comes
-	// back without entries it had acknowledged asks its leader to hand
-	// leadership to another voter: the new leader repairs its log (the old
-	// one would never resend what the follower acknowledged).
+	// its last flush (its flush lag: last index − durable index).
+	//
+	// A write acknowledged to a client was held by a majority; it is lost
+	// only if every node of that majority that still holds it stays away
+	// while the others elect a leader. To make that rare, a node that
+	// crashed abstains from elections until it hears from a leader (at most
+	// 5 election timeouts: after a crash of every node someone must lead),
+	// and a follower that comes back without entries it had acknowledged has
+	// leadership moved (or, with two voters, lets the leader step down): a
+	// new leader repairs its log, which the old one never would. Changes of
+	// term and vote are always fsynced, so a node never votes twice in a
+	// term. A clean Stop flushes everything.
 	MemFirst Strategy = "MemFirst"
 )
 

@@ -70,6 +70,7 @@ type Store struct {
 	lock    *dirLock
 	snaps   *snapDir
 	logger  *slog.Logger
+	clean   bool // the previous process marked a clean shutdown
 	writeMu sync.Mutex // serialises Write, Compact and SetSnapshot against each other
 
 	mu struct {
@@ -115,6 +116,17 @@ func Open(dir string, opts Options) (*Store, error) {
 		lock.release()
 		return nil, fmt.Errorf("storage: open %s: %w", s.dbDir, err)
 	}
+	// The marker says the last process stopped cleanly; it is removed at
+	// once, so that a crash of this process leaves none behind.
+	marker := fs.PathJoin(dir, cleanMarker)
+	if _, err := fs.Stat(marker); err == nil {
+		s.clean = true
+		if err := fs.Remove(marker); err != nil {
+			s.db.Close()
+			lock.release()
+			return nil, fmt.Errorf("storage: remove %s: %w", marker, err)
+		}
+	}
 	// New directories exist after a power failure only once their parents'
 	// entries are synced.
 	for _, d := range []string{fs.PathDir(dir), dir} {
@@ -130,6 +142,33 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+const cleanMarker = "CLEAN"
+
+// CleanStart reports whether the previous process that used the directory
+// stopped cleanly (called MarkClean), rather than crashing.
+func (s *Store) CleanStart() bool { return s.clean }
+
+// MarkClean records a clean shutdown, after every write has been synced.
+// Call it last before Close.
+func (s *Store) MarkClean() error {
+	if err := s.Sync(); err != nil {
+		return err
+	}
+	path := s.fs.PathJoin(s.dir, cleanMarker)
+	f, err := s.fs.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return fmt.Errorf("storage: mark clean shutdown: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("storage: mark clean shutdown: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("storage: mark clean shutdown: %w", err)
+	}
+	return syncDir(s.fs, s.dir)
 }
 
 // Close closes Pebble and releases the directory lock.
