@@ -134,6 +134,15 @@ func (e *Engine) markReadyAt(commit uint64) {
 	}
 }
 
+func (e *Engine) isReady() bool {
+	select {
+	case <-e.readyc:
+		return true
+	default:
+		return false
+	}
+}
+
 func (e *Engine) checkReady() {
 	at := e.as.readyAt.Load()
 	if at != 0 && e.applied.Load() >= at {

@@ -109,6 +109,7 @@ type Engine struct {
 	silentTicks   int  // ticks left ignoring the leader (two-voter repair)
 	silentLeader  uint64
 	repairTurn    int // rotates the voters asked to take over leadership
+	readyAskTicks int // ticks before asking again for the leader's commit index
 
 	readyOnce sync.Once
 	readyc    chan struct{}
@@ -262,7 +263,7 @@ func (e *Engine) open() (err error) {
 }
 
 // Ready is closed once the node knows a leader and has applied every entry
-// committed when it learned of it.
+// the leader had committed when this node asked it (a read index).
 func (e *Engine) Ready() <-chan struct{} { return e.readyc }
 
 // Done is closed once the engine has stopped, by Stop or on its own (Err

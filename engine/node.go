@@ -51,6 +51,11 @@ func (e *Engine) runRaft() {
 		if hs := rd.HardState; hs != nil && hs.GetCommit() > 0 {
 			e.commit.Store(hs.GetCommit())
 		}
+		for _, rs := range rd.ReadStates {
+			if string(rs.RequestCtx) == readyCtx {
+				e.markReadyAt(rs.Index)
+			}
+		}
 		for _, m := range rd.Messages {
 			switch m.GetTo() {
 			case raft.LocalAppendThread:
@@ -133,7 +138,19 @@ func (e *Engine) tick(rn *raft.RawNode, lead uint64) {
 	if lead == raft.None && e.soleVoter() {
 		rn.Campaign()
 	}
+	// Ready waits for the leader's commit index, learned with a read index
+	// (a follower's own commit index may be far behind); ask again every
+	// heartbeat until it is known.
+	if lead != raft.None && !e.isReady() {
+		if e.readyAskTicks--; e.readyAskTicks <= 0 {
+			e.readyAskTicks = e.cfg.Raft.HeartbeatTick
+			rn.ReadIndex([]byte(readyCtx))
+		}
+	}
 }
+
+// readyCtx marks the read index request that Ready waits for.
+const readyCtx = "cairn-ready"
 
 func (e *Engine) soleVoter() bool {
 	cs := e.members.confState()
@@ -228,9 +245,6 @@ func (e *Engine) softStateChanged(prev, cur raft.SoftState, term uint64) {
 		}
 	}
 	e.leader.set(cur.Lead, term)
-	if cur.Lead != raft.None {
-		e.markReadyAt(e.commit.Load())
-	}
 }
 
 // withRaft runs f on the raft loop and waits for it.

@@ -42,6 +42,11 @@ func (s *Store) Write(updates []Update, sync bool) error {
 	for _, u := range updates {
 		if u.Snapshot != nil && u.Snapshot.GetMetadata().GetIndex() > 0 {
 			m := proto.CloneOf(u.Snapshot.GetMetadata())
+			// The log is emptied in favour of the snapshot: its file must be
+			// there and intact first, or the store could not open again.
+			if err := s.snaps.verify(m.GetTerm(), m.GetIndex()); err != nil {
+				return err
+			}
 			if err := b.DeleteRange(logKey(0), logUpperBound, nil); err != nil {
 				return err
 			}

@@ -602,3 +602,15 @@ func TestSnapshotWriterOnScribblingFS(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestInstallWithoutSnapshotFileChangesNothing(t *testing.T) {
+	s := openStore(t, t.TempDir(), Options{})
+	appendEnts(t, s, index(1).terms(1, 1, 1))
+	err := s.Write([]Update{{Snapshot: &raftpb.Snapshot{Metadata: snapMeta(10, 2, 1)}}}, true)
+	if err == nil || !strings.Contains(err.Error(), "0000000000000002-000000000000000a.snap") {
+		t.Fatalf("installing a snapshot with no file: %v, want an error naming the file", err)
+	}
+	checkLog(t, s, 0, 0, 1, 1, 1)
+	s = reopen(t, s, Options{})
+	checkLog(t, s, 0, 0, 1, 1, 1)
+}
