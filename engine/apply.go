@@ -123,6 +123,7 @@ func (e *Engine) applyEntries(ents []*raftpb.Entry) error {
 		return err
 	}
 	e.applied.Store(st.index)
+	e.appliedWait.notify(st.index)
 	e.checkReady()
 	return nil
 }
@@ -175,6 +176,7 @@ func (e *Engine) installSnapshot(snap *raftpb.Snapshot) error {
 	st.confState = proto.CloneOf(meta.GetConfState())
 	e.members.setConf(st.confState)
 	e.applied.Store(st.index)
+	e.appliedWait.notify(st.index)
 	e.ev.emit(Event{Type: EventSnapshotInstalled, Index: meta.GetIndex(), Bytes: f.DataSize(), Duration: time.Since(start)})
 	e.log.Info("snapshot installed", "index", meta.GetIndex(), "bytes", f.DataSize(), "took", time.Since(start))
 	e.checkReady()
@@ -184,6 +186,11 @@ func (e *Engine) installSnapshot(snap *raftpb.Snapshot) error {
 // restoreStateMachine brings the state machine up to the latest snapshot
 // when it is behind it, before raft starts.
 func (e *Engine) restoreStateMachine() error {
+	if su, ok := e.sm.(StorageUser); ok {
+		if err := su.UseStorage(e.store.DB()); err != nil {
+			return fmt.Errorf("engine: state machine storage: %w", err)
+		}
+	}
 	smApplied, err := e.sm.AppliedIndex()
 	if err != nil {
 		return fmt.Errorf("engine: state machine applied index: %w", err)

@@ -90,6 +90,7 @@ type Engine struct {
 	inbox   *queue[inboxItem]        // to the raft loop: peer messages, storage responses, reports
 	propc   chan []*proposal         // to the raft loop: proposals
 	reqc    chan func(*raft.RawNode) // to the raft loop: work that needs the RawNode
+	readc   chan *readReq            // to the raft loop: linearizable reads
 	appendq *queue[*raftpb.Message]  // to the log writer
 	applyq  *queue[applyTask]        // to the apply loop
 
@@ -110,6 +111,9 @@ type Engine struct {
 	silentLeader  uint64
 	repairTurn    int // rotates the voters asked to take over leadership
 	readyAskTicks int // ticks before asking again for the leader's commit index
+	reads         readRounds
+
+	appliedWait appliedWaiters
 
 	readyOnce sync.Once
 	readyc    chan struct{}
@@ -136,6 +140,7 @@ func Start(cfg Config) (*Engine, error) {
 		inbox:   newQueue[inboxItem](),
 		propc:   make(chan []*proposal, 256),
 		reqc:    make(chan func(*raft.RawNode)),
+		readc:   make(chan *readReq, 1024),
 		appendq: newQueue[*raftpb.Message](),
 		applyq:  newQueue[applyTask](),
 		readyc:  make(chan struct{}),
@@ -276,6 +281,12 @@ func (e *Engine) Err() error {
 	e.errMu.Lock()
 	defer e.errMu.Unlock()
 	return e.err
+}
+
+// Leader returns the leader this node knows of (0 if none), its term, and a
+// channel closed at the next change of either.
+func (e *Engine) Leader() (leader, term uint64, changed <-chan struct{}) {
+	return e.leader.get()
 }
 
 // ID is this node's id.

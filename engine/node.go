@@ -37,6 +37,8 @@ func (e *Engine) runRaft() {
 			clear(inbox)
 		case f := <-e.reqc:
 			f(rn)
+		case r := <-e.readc:
+			e.startRead(rn, r)
 		case <-e.stopc:
 			return
 		}
@@ -54,6 +56,8 @@ func (e *Engine) runRaft() {
 		for _, rs := range rd.ReadStates {
 			if string(rs.RequestCtx) == readyCtx {
 				e.markReadyAt(rs.Index)
+			} else {
+				e.readDone(rn, rs.RequestCtx, rs.Index)
 			}
 		}
 		for _, m := range rd.Messages {
@@ -133,6 +137,7 @@ func (e *Engine) tick(rn *raft.RawNode, lead uint64) {
 		}
 	}
 	rn.Tick()
+	e.tickReads(rn)
 	// A cluster of one need not wait an election timeout to elect itself
 	// (raft refuses until its configuration is applied).
 	if lead == raft.None && e.soleVoter() {

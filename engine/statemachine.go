@@ -1,6 +1,10 @@
 package engine
 
-import "io"
+import (
+	"io"
+
+	"github.com/cockroachdb/pebble/v2"
+)
 
 // Entry is a committed log entry handed to the state machine.
 type Entry struct {
@@ -45,4 +49,14 @@ type Snapshot interface {
 	WriteTo(w io.Writer) (int64, error)
 	// Release frees the view; it is called once, after WriteTo or instead of it.
 	Release()
+}
+
+// StorageUser is implemented by a state machine that keeps its data in the
+// node's Pebble instance, beside the raft log: one write-ahead log, one
+// fsync for both. The engine calls UseStorage once, after opening storage
+// and before AppliedIndex. The state machine must only use keys at or above
+// storage.UserKeyspaceStart, and should write its applied index in the same
+// batch as the data of each Apply.
+type StorageUser interface {
+	UseStorage(db *pebble.DB) error
 }
