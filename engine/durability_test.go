@@ -94,16 +94,21 @@ func TestDiskFirstCrashOfAllNodesKeepsAcknowledgedWrites(t *testing.T) {
 	c.Check()
 }
 
-func TestMemFirstCrashLossIsBoundedByDurableIndexes(t *testing.T) {
-	c := testcluster.New(t, 3, testcluster.Options{
+// memFirstUnflushed is a crashable MemFirst cluster that never flushes on
+// size or time within a test: only the syncs for term and vote changes make
+// anything durable, so a crash loses every later write a node holds.
+func memFirstUnflushed() testcluster.Options {
+	return testcluster.Options{
 		CrashableFS: true,
 		Persistence: engine.PersistenceConfig{
-			Strategy: engine.MemFirst,
-			// Never flush on size or time within the test: only syncs for
-			// term and vote changes make anything durable.
+			Strategy:    engine.MemFirst,
 			FlushPolicy: engine.FlushPolicy{Threshold: 1 << 30, Interval: time.Hour},
 		},
-	})
+	}
+}
+
+func TestMemFirstCrashLossIsBoundedByDurableIndexes(t *testing.T) {
+	c := testcluster.New(t, 3, memFirstUnflushed())
 	stop := make(chan struct{})
 	done := make(chan []ack)
 	go func() { done <- writeUntil(t, c, 8, stop) }()
@@ -179,13 +184,7 @@ func TestMemFirstBatchPolicyFlushes(t *testing.T) {
 // never resend them. The node notices and gets a new leader, which repairs
 // its log.
 func TestMemFirstFollowerCrashIsRepaired(t *testing.T) {
-	c := testcluster.New(t, 3, testcluster.Options{
-		CrashableFS: true,
-		Persistence: engine.PersistenceConfig{
-			Strategy:    engine.MemFirst,
-			FlushPolicy: engine.FlushPolicy{Threshold: 1 << 30, Interval: time.Hour},
-		},
-	})
+	c := testcluster.New(t, 3, memFirstUnflushed())
 	writeN(t, c, "a", 200)
 	leader := c.WaitLeader(5 * time.Second)
 	f := leader%3 + 1
@@ -205,13 +204,7 @@ func TestMemFirstFollowerCrashIsRepaired(t *testing.T) {
 // The review's scenario: one crash plus one partition must not lose a write
 // acknowledged under MemFirst while the node holding it comes back in time.
 func TestMemFirstCrashedNodeAbstainsUntilALeaderIsHeard(t *testing.T) {
-	c := testcluster.New(t, 3, testcluster.Options{
-		CrashableFS: true,
-		Persistence: engine.PersistenceConfig{
-			Strategy:    engine.MemFirst,
-			FlushPolicy: engine.FlushPolicy{Threshold: 1 << 30, Interval: time.Hour},
-		},
-	})
+	c := testcluster.New(t, 3, memFirstUnflushed())
 	writeN(t, c, "warm", 5)
 	a := c.WaitLeader(5 * time.Second)
 	b := a%3 + 1
@@ -244,13 +237,7 @@ func TestMemFirstCrashedNodeAbstainsUntilALeaderIsHeard(t *testing.T) {
 }
 
 func TestMemFirstTwoVoterLostTailIsRepaired(t *testing.T) {
-	c := testcluster.New(t, 2, testcluster.Options{
-		CrashableFS: true,
-		Persistence: engine.PersistenceConfig{
-			Strategy:    engine.MemFirst,
-			FlushPolicy: engine.FlushPolicy{Threshold: 1 << 30, Interval: time.Hour},
-		},
-	})
+	c := testcluster.New(t, 2, memFirstUnflushed())
 	writeN(t, c, "a", 100)
 	leader := c.WaitLeader(5 * time.Second)
 	f := leader%2 + 1
