@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -130,12 +131,25 @@ func TestMemFirstCrashLossIsBoundedByDurableIndexes(t *testing.T) {
 	c.Crash(1, 2, 3)
 	c.ForgetApplied() // MemFirst may lose committed entries: that is the bound tested here
 	restartAll(t, c, 1, 2, 3)
+	// A node that kept committed entries the new leader lost cannot be
+	// reconciled by raft: it must have stopped, saying so.
+	for _, id := range c.Running() {
+		select {
+		case <-c.Node(id).Engine.Done():
+			if err := c.Node(id).Engine.Err(); !errors.Is(err, engine.ErrDiverged) {
+				t.Fatalf("node %d stopped with %v, want ErrDiverged", id, err)
+			}
+			t.Logf("node %d stopped: %v", id, c.Node(id).Engine.Err())
+			c.Excuse(id)
+		default:
+		}
+	}
 
 	// A write is safe once a majority holds it durably: any leader elected
 	// after the crash has it. With 3 nodes that is the second-lowest
 	// durable index.
 	safeUpTo := durable[1]
-	sm := c.Node(c.Running()[0]).SM
+	sm := c.Node(c.Alive()[0]).SM
 	lost := 0
 	for _, a := range acks {
 		if v, ok := sm.Get(a.key); !ok || v != a.value {

@@ -35,6 +35,9 @@ var (
 	// ErrLogLost: under DiskFirst, the log lacks entries this node had
 	// acknowledged as durable; the disk lost synced writes.
 	ErrLogLost = errors.New("engine: log lost entries that were acknowledged as durable")
+	// ErrDiverged: this node applied committed entries that the cluster's
+	// leader no longer has; its data must be rebuilt.
+	ErrDiverged = errors.New("engine: this node's committed history diverged from the cluster's")
 )
 
 // Role is a node's part in the raft group.
@@ -104,14 +107,16 @@ type Engine struct {
 	commit  atomic.Uint64
 
 	// Owned by the raft loop: MemFirst recovery after a crash.
-	recovering    bool // abstain from elections until a leader is heard from
-	recoverTicks  int  // ticks spent recovering
-	lostTailTicks int  // ticks before asking again for a leader change
-	silentTicks   int  // ticks left ignoring the leader (two-voter repair)
-	silentLeader  uint64
-	repairTurn    int // rotates the voters asked to take over leadership
-	readyAskTicks int // ticks before asking again for the leader's commit index
-	reads         readRounds
+	recovering      bool // abstain from elections until a leader is heard from
+	recoverTicks    int  // ticks spent recovering
+	lostTailTicks   int  // ticks before asking again for a leader change
+	silentTicks     int  // ticks left ignoring the leader (two-voter repair)
+	lostCommitTicks int
+	raftLast        uint64 // raft's last log index as of the latest Ready
+	silentLeader    uint64
+	repairTurn      int // rotates the voters asked to take over leadership
+	readyAskTicks   int // ticks before asking again for the leader's commit index
+	reads           readRounds
 
 	appliedWait appliedWaiters
 

@@ -63,6 +63,11 @@ func (e *Engine) runRaft() {
 		for _, m := range rd.Messages {
 			switch m.GetTo() {
 			case raft.LocalAppendThread:
+				if ents := m.GetEntries(); len(ents) > 0 {
+					e.raftLast = ents[len(ents)-1].GetIndex()
+				} else if snap := m.GetSnapshot(); snap != nil && len(ents) == 0 && snap.GetMetadata().GetIndex() > 0 {
+					e.raftLast = snap.GetMetadata().GetIndex()
+				}
 				e.appendq.push(m)
 			case raft.LocalApplyThread:
 				e.applyq.push(applyTask{msg: m})
@@ -88,7 +93,17 @@ func (e *Engine) step(rn *raft.RawNode, it *inboxItem) {
 			e.checkLostTail(rn, m)
 		case raftpb.MsgVote, raftpb.MsgPreVote:
 			if e.recovering {
+				e.recoveringVote(rn, m)
 				return // abstain: see Engine.recovering
+			}
+		case raftpb.MsgAppResp:
+			if !m.GetReject() && e.raftLast > 0 && m.GetIndex() > e.raftLast {
+				e.lostCommitted(m)
+				return
+			}
+		case raftpb.MsgApp:
+			if e.diverged(m) {
+				return
 			}
 		}
 		if e.silentTicks > 0 && m.GetFrom() == e.silentLeader {
@@ -112,6 +127,59 @@ func (e *Engine) step(rn *raft.RawNode, it *inboxItem) {
 	}
 }
 
+// recoveringVote lets a crashed MemFirst node that holds more of the log
+// than a candidate campaign itself instead: after a crash of every node, the
+// most complete log should lead, not the first to time out.
+func (e *Engine) recoveringVote(rn *raft.RawNode, m *raftpb.Message) {
+	last := must(e.store.LastIndex())
+	lastTerm, err := e.store.Term(last)
+	if err != nil {
+		return
+	}
+	if m.GetLogTerm() < lastTerm || m.GetLogTerm() == lastTerm && m.GetIndex() < last {
+		e.recovering = false
+		e.log.Warn("a candidate with a shorter log campaigns after a crash; campaigning instead (MemFirst)",
+			"candidate", m.GetFrom(), "candidate_last", m.GetIndex(), "last_index", last)
+		rn.Campaign()
+	}
+}
+
+// lostCommitted handles a follower's claim that entries beyond this leader's
+// log are committed: raft would panic. It happens only when committed
+// entries were lost, under MemFirst after a crash of a majority: the
+// follower kept entries the new leader and its voters no longer have. The
+// follower's state cannot be reconciled by raft; it is reported, loudly.
+func (e *Engine) lostCommitted(m *raftpb.Message) {
+	if e.lostCommitTicks > 0 {
+		return
+	}
+	e.lostCommitTicks = 10 * e.cfg.Raft.ElectionTick
+	e.log.Error("a follower holds committed entries this leader's log lacks: they were lost in a crash of a majority (MemFirst); rebuild that follower (remove it, wipe its data dir, add it again)",
+		"follower", m.GetFrom(), "follower_committed", m.GetIndex(), "leader_last_index", e.raftLast)
+}
+
+// diverged checks a leader's entries against this node's committed ones:
+// raft assumes they agree and does not look. They differ only if committed
+// entries were lost (a crash of a majority under MemFirst, or a disk that
+// lost synced writes); this node then applied a history the cluster no
+// longer has, and must stop rather than serve it.
+func (e *Engine) diverged(m *raftpb.Message) bool {
+	commit := e.commit.Load()
+	for _, ent := range m.GetEntries() {
+		if ent.GetIndex() > commit {
+			break
+		}
+		t, err := e.store.Term(ent.GetIndex())
+		if err != nil || t == ent.GetTerm() {
+			continue
+		}
+		e.fail(fmt.Errorf("%w: entry %d, committed here with term %d, is term %d in leader %d's log; committed entries were lost by a crash of a majority (MemFirst) or a disk; rebuild this node (remove it, wipe %s, add it again)",
+			ErrDiverged, ent.GetIndex(), t, ent.GetTerm(), m.GetFrom(), e.cfg.DataDir))
+		return true
+	}
+	return false
+}
+
 // recoverTimeout is how many election timeouts a MemFirst node that crashed
 // abstains from elections while no leader shows up. If every node crashed,
 // none may hear from a leader, and after this long they elect one among
@@ -125,6 +193,9 @@ func (e *Engine) tick(rn *raft.RawNode, lead uint64) {
 	}
 	if e.silentTicks > 0 {
 		e.silentTicks--
+	}
+	if e.lostCommitTicks > 0 {
+		e.lostCommitTicks--
 	}
 	if e.recovering {
 		if e.soleVoter() {
