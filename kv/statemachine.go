@@ -1,0 +1,243 @@
+package kv
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-db/cairn/engine"
+	"github.com/cairn-db/cairn/lease"
+	"github.com/cairn-db/cairn/mvcc"
+	"github.com/cairn-db/cairn/watch"
+)
+
+// Errors Apply returns for a request (the entry is still applied: as
+// nothing).
+var (
+	ErrLeaseNotFound = errors.New("kv: requested lease not found")
+	ErrBadRequest    = errors.New("kv: malformed request")
+)
+
+// Options configure the state machine.
+type Options struct {
+	MVCC  mvcc.Options
+	Watch watch.Config
+	Lease lease.Options
+}
+
+// StateMachine implements engine.StateMachine and engine.StorageUser.
+type StateMachine struct {
+	opts   Options
+	mu     sync.Mutex // guards the fields below against Close during UseStorage
+	db     *pebble.DB
+	store  *mvcc.Store
+	lessor *lease.Lessor
+	hub    *watch.Hub
+}
+
+var (
+	_ engine.StateMachine = (*StateMachine)(nil)
+	_ engine.StorageUser  = (*StateMachine)(nil)
+)
+
+// New returns a state machine; the engine opens it on the node's storage.
+func New(opts Options) *StateMachine { return &StateMachine{opts: opts} }
+
+// UseStorage implements engine.StorageUser.
+func (sm *StateMachine) UseStorage(db *pebble.DB) error {
+	store, err := mvcc.Open(db, sm.opts.MVCC)
+	if err != nil {
+		return err
+	}
+	lessor, err := lease.Open(db, sm.opts.Lease)
+	if err != nil {
+		return err
+	}
+	cfg := sm.opts.Watch
+	if cfg == (watch.Config{}) {
+		cfg = watch.DefaultConfig()
+	}
+	hub, err := watch.New(history{store}, cfg)
+	if err != nil {
+		return err
+	}
+	sm.mu.Lock()
+	sm.db, sm.store, sm.lessor, sm.hub = db, store, lessor, hub
+	sm.mu.Unlock()
+	return nil
+}
+
+// Close stops the watch hub: every watcher ends with watch.ErrStopped.
+func (sm *StateMachine) Close() {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	if sm.hub != nil {
+		sm.hub.Stop()
+	}
+}
+
+// Store is the MVCC store, for reads.
+func (sm *StateMachine) Store() *mvcc.Store { return sm.store }
+
+// Lessor is the lease table.
+func (sm *StateMachine) Lessor() *lease.Lessor { return sm.lessor }
+
+// Hub is the watch hub.
+func (sm *StateMachine) Hub() *watch.Hub { return sm.hub }
+
+// AppliedIndex implements engine.StateMachine.
+func (sm *StateMachine) AppliedIndex() (uint64, error) { return sm.store.AppliedIndex(), nil }
+
+// Result is what Apply returns for one entry: a response, or the request's
+// error (the etcdserverpb response type matches the request's).
+type Result struct {
+	Response proto.Message
+	Err      error
+}
+
+// Encode builds the payload of a raft entry for req.
+func Encode(req *pb.InternalRaftRequest) ([]byte, error) {
+	return proto.Marshal(req)
+}
+
+// Apply implements engine.StateMachine.
+func (sm *StateMachine) Apply(entries []engine.Entry) ([]any, error) {
+	b := sm.store.NewBatch()
+	defer b.Close()
+	out := make([]any, len(entries))
+	for i, e := range entries {
+		req := &pb.InternalRaftRequest{}
+		if err := proto.Unmarshal(e.Data, req); err != nil {
+			out[i] = &Result{Err: fmt.Errorf("%w: entry %d: %v", ErrBadRequest, e.Index, err)}
+			continue
+		}
+		resp, err := sm.apply(b, req)
+		out[i] = &Result{Response: resp, Err: err}
+	}
+	revs, err := b.Commit(entries[len(entries)-1].Index)
+	if err != nil {
+		return nil, fmt.Errorf("kv: commit entries %d-%d: %w", entries[0].Index, entries[len(entries)-1].Index, err)
+	}
+	if len(revs) > 0 {
+		if err := sm.hub.Notify(toWatch(revs)); err != nil {
+			return nil, fmt.Errorf("kv: notify watchers: %w", err)
+		}
+	}
+	return out, nil
+}
+
+func (sm *StateMachine) apply(b *mvcc.Batch, req *pb.InternalRaftRequest) (proto.Message, error) {
+	switch {
+	case req.Put != nil:
+		if err := sm.checkLease(req.Put.GetLease()); err != nil {
+			return nil, err
+		}
+		return b.Put(req.Put)
+	case req.DeleteRange != nil:
+		return b.DeleteRange(req.DeleteRange)
+	case req.Txn != nil:
+		if err := sm.checkTxnLeases(req.Txn); err != nil {
+			return nil, err
+		}
+		return b.Txn(req.Txn)
+	case req.Compaction != nil:
+		return b.Compact(req.Compaction.GetRevision())
+	case req.LeaseGrant != nil:
+		l, err := sm.lessor.Grant(b, req.LeaseGrant.GetID(), req.LeaseGrant.GetTTL())
+		if err != nil {
+			return nil, err
+		}
+		return &pb.LeaseGrantResponse{Header: &pb.ResponseHeader{Revision: b.Rev()}, ID: l.ID, TTL: l.TTL}, nil
+	case req.LeaseRevoke != nil:
+		id := req.LeaseRevoke.GetID()
+		if !sm.lessor.Exists(id) {
+			return nil, fmt.Errorf("%w: %d", ErrLeaseNotFound, id)
+		}
+		// The keys go first, in one revision; then the lease record, in the
+		// same batch.
+		if _, err := b.RevokeLease(id); err != nil {
+			return nil, err
+		}
+		if err := sm.lessor.Revoke(b, id); err != nil {
+			return nil, err
+		}
+		return &pb.LeaseRevokeResponse{Header: &pb.ResponseHeader{Revision: b.Rev()}}, nil
+	}
+	return nil, fmt.Errorf("%w: no supported operation", ErrBadRequest)
+}
+
+func (sm *StateMachine) checkLease(id int64) error {
+	if id != 0 && !sm.lessor.Exists(id) {
+		return fmt.Errorf("%w: %d", ErrLeaseNotFound, id)
+	}
+	return nil
+}
+
+// checkTxnLeases refuses a txn whose puts (either branch, nested included)
+// name a lease that does not exist, as etcd does, before anything applies.
+func (sm *StateMachine) checkTxnLeases(t *pb.TxnRequest) error {
+	for _, ops := range [][]*pb.RequestOp{t.GetSuccess(), t.GetFailure()} {
+		for _, op := range ops {
+			switch {
+			case op.GetRequestPut() != nil:
+				if err := sm.checkLease(op.GetRequestPut().GetLease()); err != nil {
+					return err
+				}
+			case op.GetRequestTxn() != nil:
+				if err := sm.checkTxnLeases(op.GetRequestTxn()); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Snapshot implements engine.StateMachine: the whole state machine keyspace
+// (data, history, leases) as of the last apply.
+func (sm *StateMachine) Snapshot() (engine.Snapshot, error) {
+	return sm.store.Snapshot()
+}
+
+// Restore implements engine.StateMachine.
+func (sm *StateMachine) Restore(r io.Reader, index uint64) error {
+	if err := sm.store.Restore(r, index); err != nil {
+		return err
+	}
+	if err := sm.lessor.Reload(sm.db); err != nil {
+		return err
+	}
+	// Watchers that needed history the snapshot replaced are told so.
+	return sm.hub.Resync(sm.store.Rev())
+}
+
+// history adapts the store to watch.History.
+type history struct{ s *mvcc.Store }
+
+func (h history) Rev() int64        { return h.s.Rev() }
+func (h history) CompactRev() int64 { return h.s.CompactRev() }
+
+func (h history) History(from int64, maxEvents int) ([]watch.Revision, error) {
+	revs, err := h.s.History(from, maxEvents)
+	if err != nil {
+		var ce *mvcc.CompactedError
+		if errors.As(err, &ce) {
+			return nil, &watch.CompactedError{CompactRev: h.s.CompactRev()}
+		}
+		return nil, err
+	}
+	return toWatch(revs), nil
+}
+
+func toWatch(revs []mvcc.Revision) []watch.Revision {
+	out := make([]watch.Revision, len(revs))
+	for i, r := range revs {
+		out[i] = watch.Revision{Rev: r.Rev, Events: r.Events}
+	}
+	return out
+}
