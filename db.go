@@ -31,7 +31,7 @@ type DB struct {
 	e      *engine.Engine
 	sm     *kv.StateMachine
 	log    *slog.Logger
-	extend time.Duration // lease extension on promotion: one election timeout
+	extend time.Duration   // lease extension on promotion: one election timeout
 	ctx    context.Context // ends at Close, for work the DB starts itself
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

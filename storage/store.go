@@ -70,7 +70,7 @@ type Store struct {
 	lock    *dirLock
 	snaps   *snapDir
 	logger  *slog.Logger
-	clean   bool // the previous process marked a clean shutdown
+	clean   bool       // the previous process marked a clean shutdown
 	writeMu sync.Mutex // serialises Write, Compact and SetSnapshot against each other
 
 	mu struct {
