@@ -9,8 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cairn-db/cairn"
 	"github.com/cairn-db/cairn/engine"
-	"github.com/cairn-db/cairn/examples/memkv"
 )
 
 func newRootCmd() *cobra.Command {
@@ -38,11 +38,11 @@ func newServeCmd() *cobra.Command {
 				return fmt.Errorf("--log-level %q: must be debug, info, warn or error", logLevel)
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			cfg.StateMachine = memkv.New()
-			e, err := engine.Start(cfg)
+			db, err := cairn.Start(cairn.Config{Engine: cfg})
 			if err != nil {
 				return err
 			}
+			e := db.Engine()
 			sig := make(chan os.Signal, 1)
 			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 			defer signal.Stop(sig)
@@ -51,17 +51,19 @@ func newServeCmd() *cobra.Command {
 				cfg.Logger.Info("ready", "peer_addr", e.PeerAddr(), "data_dir", cfg.DataDir)
 			case s := <-sig:
 				cfg.Logger.Info("stopping", "signal", s.String())
-				return e.Stop()
+				return db.Close()
 			case <-e.Done():
+				db.Close()
 				return e.Err()
 			}
 			select {
 			case s := <-sig:
 				cfg.Logger.Info("stopping", "signal", s.String())
 			case <-e.Done():
+				db.Close()
 				return e.Err()
 			}
-			return e.Stop()
+			return db.Close()
 		},
 	}
 	f := cmd.Flags()
