@@ -27,11 +27,13 @@ type History interface {
 	// than maxEvents events). If it returns fewer than maxEvents events, it
 	// returned everything up to Rev(). Revisions without events may be left
 	// out. It returns an empty result if from > Rev(), and an error wrapping
-	// ErrCompacted (a *CompactedError, ideally) if from <= CompactRev().
+	// ErrCompacted (a *CompactedError, ideally) for revisions it no longer
+	// holds: below CompactRev() for cairn's store, which keeps the compacted
+	// revision itself, as etcd does.
 	History(from int64, maxEvents int) ([]Revision, error)
 	// Rev is the store's current revision.
 	Rev() int64
 	// CompactRev is the revision the store was last compacted at: History
-	// holds every revision after it.
+	// holds every revision after it (and may hold it too).
 	CompactRev() int64
 }
