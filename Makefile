@@ -39,3 +39,21 @@ bench:
 bench-profile:
 	$(GO) test -run '^$$' -bench 'BenchmarkPropose/nodes=3/transport=grpc/proposers=256/strategy=DiskFirst$$' -benchtime $(BENCH_PARALLEL_OPS)x -timeout 30m -cpuprofile $(BENCH_PROFILE) -o /tmp/engine.test ./engine/
 	$(GO) tool pprof -top -nodecount 15 /tmp/engine.test $(BENCH_PROFILE)
+
+# make bench-kv: the embedded DB's benchmarks (package benchmarks), into
+# $(BENCH_KV_OUT): BenchmarkKV with one client ($(BENCH_KV_SERIAL_OPS) calls per
+# case) and with 64 clients ($(BENCH_KV_PARALLEL_OPS) calls per case), then
+# BenchmarkWatchFanout ($(BENCH_KV_ROUNDS) rounds of puts to 10,000 watchers);
+# each case $(BENCH_KV_COUNT) times. About 40 s per count on 2 cores.
+BENCH_KV_SERIAL_OPS   ?= 2000
+BENCH_KV_PARALLEL_OPS ?= 50000
+BENCH_KV_ROUNDS       ?= 20
+BENCH_KV_COUNT        ?= 1
+BENCH_KV_OUT          ?= /tmp/bench-kv.txt
+
+.PHONY: bench-kv
+
+bench-kv:
+	$(GO) test -run '^$$' -bench 'BenchmarkKV/nodes=/op=/clients=1$$' -benchtime $(BENCH_KV_SERIAL_OPS)x -count $(BENCH_KV_COUNT) -timeout 30m ./benchmarks/ | tee $(BENCH_KV_OUT)
+	$(GO) test -run '^$$' -bench 'BenchmarkKV/nodes=/op=/clients=64$$' -benchtime $(BENCH_KV_PARALLEL_OPS)x -count $(BENCH_KV_COUNT) -timeout 30m ./benchmarks/ | tee -a $(BENCH_KV_OUT)
+	$(GO) test -run '^$$' -bench 'BenchmarkWatchFanout' -benchtime $(BENCH_KV_ROUNDS)x -count $(BENCH_KV_COUNT) -timeout 30m ./benchmarks/ | tee -a $(BENCH_KV_OUT)

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -107,11 +108,17 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	cache := pebble.NewCache(opts.PebbleCacheBytes)
 	defer cache.Unref()
-	s.db, err = pebble.Open(s.dbDir, &pebble.Options{
+	popts := &pebble.Options{
 		Cache:  cache,
 		FS:     fs,
 		Logger: pebbleLogger{opts.Logger},
-	})
+	}
+	// Bloom filters on every level: the state machine looks up each key it
+	// writes (its current version), and most new keys are in no sstable.
+	for i := range popts.Levels {
+		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	s.db, err = pebble.Open(s.dbDir, popts)
 	if err != nil {
 		lock.release()
 		return nil, fmt.Errorf("storage: open %s: %w", s.dbDir, err)
