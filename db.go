@@ -129,14 +129,14 @@ func (db *DB) Get(ctx context.Context, key string, opts ...OpOption) (*pb.RangeR
 			return nil, err
 		}
 	}
-	return db.sm.Store().Range(o.rangeRequest(key))
+	return db.sm.Store().Range(o.rangeRequest())
 }
 
 // Delete removes key, or a range of keys.
 func (db *DB) Delete(ctx context.Context, key string, opts ...OpOption) (*pb.DeleteRangeResponse, error) {
 	o := buildOp(key, opts)
 	resp, err := db.propose(ctx, &pb.InternalRaftRequest{DeleteRange: &pb.DeleteRangeRequest{
-		Key: []byte(key), RangeEnd: o.end, PrevKv: o.prevKV,
+		Key: o.key, RangeEnd: o.end, PrevKv: o.prevKV,
 	}})
 	if err != nil {
 		return nil, err

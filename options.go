@@ -10,6 +10,7 @@ import (
 type OpOption func(*op)
 
 type op struct {
+	key          []byte // the key of a range or delete
 	end          []byte
 	rev          int64
 	limit        int64
@@ -35,11 +36,14 @@ type op struct {
 }
 
 func buildOp(key string, opts []OpOption) op {
-	o := op{}
+	o := op{key: []byte(key)}
 	for _, f := range opts {
 		f(&o)
 	}
 	switch {
+	case (o.prefix || o.fromKey) && len(key) == 0:
+		// As clientv3: an empty key with WithPrefix or WithFromKey is every key.
+		o.key, o.end = []byte{0}, []byte{0}
 	case o.prefix:
 		o.end = prefixEnd([]byte(key))
 	case o.fromKey:
@@ -119,9 +123,9 @@ func WithProgressNotify() OpOption { return func(o *op) { o.progress = true } }
 // WithFragment lets a watch split a revision too large for one response.
 func WithFragment() OpOption { return func(o *op) { o.fragment = true } }
 
-func (o op) rangeRequest(key string) *pb.RangeRequest {
+func (o op) rangeRequest() *pb.RangeRequest {
 	return &pb.RangeRequest{
-		Key: []byte(key), RangeEnd: o.end, Revision: o.rev, Limit: o.limit,
+		Key: o.key, RangeEnd: o.end, Revision: o.rev, Limit: o.limit,
 		SortOrder: o.sortOrder, SortTarget: o.sortTarget, Serializable: o.serializable,
 		KeysOnly: o.keysOnly, CountOnly: o.countOnly,
 		MinModRevision: o.minModRev, MaxModRevision: o.maxModRev,

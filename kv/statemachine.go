@@ -38,6 +38,11 @@ type StateMachine struct {
 	store  *mvcc.Store
 	lessor *lease.Lessor
 	hub    *watch.Hub
+	// restoring is held for writing while Restore replaces the store, and
+	// for reading by the watch hub's calls of History, Rev and CompactRev:
+	// they wait for the restored store instead of reading a store that is
+	// half restored (ErrRestoreIncomplete, revision 1).
+	restoring sync.RWMutex
 }
 
 var (
@@ -62,7 +67,7 @@ func (sm *StateMachine) UseStorage(db *pebble.DB) error {
 	if cfg == (watch.Config{}) {
 		cfg = watch.DefaultConfig()
 	}
-	hub, err := watch.New(history{store}, cfg)
+	hub, err := watch.New(history{s: store, mu: &sm.restoring}, cfg)
 	if err != nil {
 		return err
 	}
@@ -141,10 +146,8 @@ func (sm *StateMachine) apply(b *mvcc.Batch, req *pb.InternalRaftRequest) (proto
 	case req.DeleteRange != nil:
 		return b.DeleteRange(req.DeleteRange)
 	case req.Txn != nil:
-		if err := sm.checkTxnLeases(req.Txn); err != nil {
-			return nil, err
-		}
-		return b.Txn(req.Txn)
+		// Leases are checked on the path the compares choose, as etcd does.
+		return b.TxnChecked(req.Txn, func(p *pb.PutRequest) error { return sm.checkLease(p.GetLease()) })
 	case req.Compaction != nil:
 		return b.Compact(req.Compaction.GetRevision())
 	case req.LeaseGrant != nil:
@@ -178,26 +181,6 @@ func (sm *StateMachine) checkLease(id int64) error {
 	return nil
 }
 
-// checkTxnLeases refuses a txn whose puts (either branch, nested included)
-// name a lease that does not exist, as etcd does, before anything applies.
-func (sm *StateMachine) checkTxnLeases(t *pb.TxnRequest) error {
-	for _, ops := range [][]*pb.RequestOp{t.GetSuccess(), t.GetFailure()} {
-		for _, op := range ops {
-			switch {
-			case op.GetRequestPut() != nil:
-				if err := sm.checkLease(op.GetRequestPut().GetLease()); err != nil {
-					return err
-				}
-			case op.GetRequestTxn() != nil:
-				if err := sm.checkTxnLeases(op.GetRequestTxn()); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
-}
-
 // Snapshot implements engine.StateMachine: the whole state machine keyspace
 // (data, history, leases) as of the last apply.
 func (sm *StateMachine) Snapshot() (engine.Snapshot, error) {
@@ -206,10 +189,13 @@ func (sm *StateMachine) Snapshot() (engine.Snapshot, error) {
 
 // Restore implements engine.StateMachine.
 func (sm *StateMachine) Restore(r io.Reader, index uint64) error {
-	if err := sm.store.Restore(r, index); err != nil {
-		return err
+	sm.restoring.Lock()
+	err := sm.store.Restore(r, index)
+	if err == nil {
+		err = sm.lessor.Reload(sm.db)
 	}
-	if err := sm.lessor.Reload(sm.db); err != nil {
+	sm.restoring.Unlock()
+	if err != nil {
 		return err
 	}
 	// Watchers that needed history the snapshot replaced are told so.
@@ -217,12 +203,26 @@ func (sm *StateMachine) Restore(r io.Reader, index uint64) error {
 }
 
 // history adapts the store to watch.History.
-type history struct{ s *mvcc.Store }
+type history struct {
+	s  *mvcc.Store
+	mu *sync.RWMutex // StateMachine.restoring
+}
 
-func (h history) Rev() int64        { return h.s.Rev() }
-func (h history) CompactRev() int64 { return h.s.CompactRev() }
+func (h history) Rev() int64 {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.s.Rev()
+}
+
+func (h history) CompactRev() int64 {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.s.CompactRev()
+}
 
 func (h history) History(from int64, maxEvents int) ([]watch.Revision, error) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	revs, err := h.s.History(from, maxEvents)
 	if err != nil {
 		var ce *mvcc.CompactedError

@@ -23,6 +23,13 @@ import (
 //
 // So a txn that fails fails before writing anything.
 func (b *Batch) Txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	return b.TxnChecked(req, nil)
+}
+
+// TxnChecked is Txn with checkPut run, in step 3, on every put of the path
+// taken (and only there, as etcd's checkTxn does): the state machine checks
+// that a put's lease exists. An error from it refuses the txn.
+func (b *Batch) TxnChecked(req *pb.TxnRequest, checkPut func(*pb.PutRequest) error) (*pb.TxnResponse, error) {
 	if err := b.usable(); err != nil {
 		return nil, err
 	}
@@ -40,7 +47,7 @@ func (b *Batch) Txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 		v := b.openView(w.readRev())
 		path, err := compareToPath(v, req)
 		if err == nil {
-			c := pathChecker{v: v}
+			c := pathChecker{v: v, checkPut: checkPut}
 			_, err = c.check(req, path)
 		}
 		v.close()
@@ -161,8 +168,9 @@ func cmpInt(a, b int64) int {
 // in execution order, against the state before the txn (v) and the writes
 // of the path so far.
 type pathChecker struct {
-	v      *view
-	writes []txnWrite
+	v        *view
+	writes   []txnWrite
+	checkPut func(*pb.PutRequest) error // may be nil
 }
 
 // txnWrite is a write seen on the path: a put of key, or a delete of
@@ -192,6 +200,9 @@ func (c *pathChecker) check(rt *pb.TxnRequest, path []bool) (int, error) {
 				if exists, err = c.exists(p.GetKey()); err == nil && !exists {
 					err = fmt.Errorf("put %q with ignore_value or ignore_lease: %w", p.GetKey(), ErrKeyNotFound)
 				}
+			}
+			if err == nil && c.checkPut != nil {
+				err = c.checkPut(p)
 			}
 			c.writes = append(c.writes, txnWrite{put: true, key: p.GetKey()})
 		case *pb.RequestOp_RequestDeleteRange:

@@ -45,8 +45,8 @@ func WithFromKey() Option { return func(o *watchOptions) { o.fromKey = true } }
 // starts at the revision after the store's current one (History.Rev), as in
 // etcd: a reader that got the store's state at revision R and then watches
 // from 0 may miss nothing only if R is current; WithRev(R+1) is exact. A
-// revision at or below
-// the store's compact revision ends the watch with a *CompactedError.
+// revision the store no longer holds (below its compact revision, for
+// cairn's store) ends the watch with a *CompactedError.
 func WithRev(rev int64) Option { return func(o *watchOptions) { o.rev = rev } }
 
 // WithPrevKV asks for each event's previous key-value, when the store has it.
