@@ -172,6 +172,10 @@ func (db *DB) Watch(ctx context.Context, key string, opts ...OpOption) (*watch.W
 	return db.sm.Hub().Watch(ctx, []byte(key), o.watchOptions()...)
 }
 
+// WatchStats reports the watch hub's state: watchers synced and catching
+// up, and how often a slow one was taken off the live path.
+func (db *DB) WatchStats() watch.Stats { return db.sm.Hub().Stats() }
+
 // Grant creates a lease of ttl seconds.
 func (db *DB) Grant(ctx context.Context, ttl int64) (*pb.LeaseGrantResponse, error) {
 	id, err := newLeaseID()

@@ -633,6 +633,11 @@ func TestDBStalledWatcherCatchesUpExactly(t *testing.T) {
 	if first != nil {
 		t.Fatal(first)
 	}
+	// The writes finished although the reader never read: it was taken off
+	// the live path (its buffer holds 32 responses) instead of holding them.
+	if st := db.WatchStats(); st.Overflows == 0 || st.Unsynced == 0 {
+		t.Fatalf("watch stats %+v: the stalled watcher was never moved off the live path", st)
+	}
 
 	// Now the stalled reader reads everything.
 	prev := map[string]string{}
