@@ -129,7 +129,7 @@ func (db *DB) Get(ctx context.Context, key string, opts ...OpOption) (*pb.RangeR
 			return nil, err
 		}
 	}
-	return db.sm.Store().Range(o.rangeRequest())
+	return db.sm.Range(o.rangeRequest())
 }
 
 // Delete removes key, or a range of keys.

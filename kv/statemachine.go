@@ -39,9 +39,9 @@ type StateMachine struct {
 	lessor *lease.Lessor
 	hub    *watch.Hub
 	// restoring is held for writing while Restore replaces the store, and
-	// for reading by the watch hub's calls of History, Rev and CompactRev:
-	// they wait for the restored store instead of reading a store that is
-	// half restored (ErrRestoreIncomplete, revision 1).
+	// for reading by Range and the watch hub's calls of History, Rev and
+	// CompactRev: they wait for the restored store instead of reading a
+	// store that is half restored (ErrRestoreIncomplete, revision 1).
 	restoring sync.RWMutex
 }
 
@@ -88,6 +88,14 @@ func (sm *StateMachine) Close() {
 
 // Store is the MVCC store, for reads.
 func (sm *StateMachine) Store() *mvcc.Store { return sm.store }
+
+// Range reads from the store, waiting out a snapshot restore in progress
+// rather than failing with mvcc.ErrRestoreIncomplete.
+func (sm *StateMachine) Range(req *pb.RangeRequest) (*pb.RangeResponse, error) {
+	sm.restoring.RLock()
+	defer sm.restoring.RUnlock()
+	return sm.store.Range(req)
+}
 
 // Lessor is the lease table.
 func (sm *StateMachine) Lessor() *lease.Lessor { return sm.lessor }
