@@ -3,97 +3,27 @@ package cairn_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/cairn-db/cairn/internal/dbcluster"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
 	"github.com/cairn-db/cairn"
-	"github.com/cairn-db/cairn/engine"
-	"github.com/cairn-db/cairn/transport"
-	"github.com/cairn-db/cairn/transport/memnet"
 )
 
-// dbCluster runs three DB nodes on an in-memory network.
-type dbCluster struct {
-	net  *memnet.Network
-	dirs map[uint64]string
-	dbs  map[uint64]*cairn.DB
-}
-
-func newDBCluster(t *testing.T) *dbCluster {
-	t.Helper()
-	c := &dbCluster{net: memnet.New(1), dirs: map[uint64]string{}, dbs: map[uint64]*cairn.DB{}}
-	root := t.TempDir()
-	t.Cleanup(func() {
-		for _, db := range c.dbs {
-			db.Close()
-		}
-		c.net.Close()
-	})
-	for id := uint64(1); id <= 3; id++ {
-		c.dirs[id] = filepath.Join(root, fmt.Sprint(id))
-		c.start(t, id)
-	}
-	for _, db := range c.dbs {
-		select {
-		case <-db.Ready():
-		case <-time.After(10 * time.Second):
-			t.Fatal("cluster not ready")
-		}
-	}
-	return c
-}
-
-func (c *dbCluster) start(t *testing.T, id uint64) {
-	t.Helper()
-	var peers []engine.Peer
-	for p := uint64(1); p <= 3; p++ {
-		peers = append(peers, engine.Peer{ID: p, Addr: memnet.Addr(p)})
-	}
-	db, err := cairn.Start(cairn.Config{Engine: engine.Config{
-		NodeID: id, DataDir: c.dirs[id], InitialCluster: peers,
-		Raft:   engine.RaftConfig{TickMs: 10, ElectionTick: 15, HeartbeatTick: 2},
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		NewTransport: func(s transport.SnapshotStore) (transport.Transport, error) {
-			return c.net.Transport(id, s), nil
-		},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.dbs[id] = db
-}
-
-func (c *dbCluster) leader(t *testing.T) uint64 {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		for id, db := range c.dbs {
-			if st := db.Engine().Status(); st.Role == engine.Leader {
-				return id
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("no leader")
-	return 0
-}
-
 func TestWatchersOnEveryNodeSeeTheSameSequence(t *testing.T) {
-	c := newDBCluster(t)
+	c := dbcluster.New(t, dbcluster.Options{})
 	ctx := ctxT(t)
-	leader := c.leader(t)
+	leader := c.Leader(t)
 	type stream struct {
 		id     uint64
 		events []string
 	}
 	streams := map[uint64]*stream{}
 	done := make(chan *stream, 3)
-	for id, db := range c.dbs {
+	for id, db := range c.DBs {
 		w, err := db.Watch(ctx, "q/", cairn.WithPrefix())
 		if err != nil {
 			t.Fatal(err)
@@ -115,7 +45,7 @@ func TestWatchersOnEveryNodeSeeTheSameSequence(t *testing.T) {
 	}
 	// Writes through every node, followers forwarding to the leader.
 	for i := 0; i < 200; i++ {
-		db := c.dbs[uint64(i%3)+1]
+		db := c.DBs[uint64(i%3)+1]
 		if _, err := db.Put(ctx, fmt.Sprintf("q/%d", i%50), fmt.Sprint(i)); err != nil {
 			t.Fatalf("put %d via node %d (leader %d): %v", i, i%3+1, leader, err)
 		}
@@ -146,29 +76,29 @@ func TestWatchersOnEveryNodeSeeTheSameSequence(t *testing.T) {
 }
 
 func TestLeaseExpiresOnceAcrossLeaderFailover(t *testing.T) {
-	c := newDBCluster(t)
+	c := dbcluster.New(t, dbcluster.Options{})
 	ctx := ctxT(t)
-	leader := c.leader(t)
-	l, err := c.dbs[leader].Grant(ctx, 2)
+	leader := c.Leader(t)
+	l, err := c.DBs[leader].Grant(ctx, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	put, err := c.dbs[leader].Put(ctx, "lock", "owner", cairn.WithLease(l.ID))
+	put, err := c.DBs[leader].Put(ctx, "lock", "owner", cairn.WithLease(l.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var watcherNode uint64 = leader%3 + 1
-	w, err := c.dbs[watcherNode].Watch(ctx, "lock", cairn.WithRev(put.Header.Revision+1))
+	w, err := c.DBs[watcherNode].Watch(ctx, "lock", cairn.WithRev(put.Header.Revision+1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
 	// The leader goes away before the lease expires; the new leader must
 	// give it a fresh TTL, then expire it exactly once.
-	c.dbs[leader].Close()
-	delete(c.dbs, leader)
+	c.DBs[leader].Close()
+	delete(c.DBs, leader)
 	failover := time.Now()
-	newLeader := c.leader(t)
+	newLeader := c.Leader(t)
 	if newLeader == leader {
 		t.Fatal("stopped node still leads")
 	}
@@ -195,7 +125,7 @@ func TestLeaseExpiresOnceAcrossLeaderFailover(t *testing.T) {
 		t.Fatalf("event after the expiry: %v", r.Events)
 	case <-time.After(time.Second):
 	}
-	if _, err := c.dbs[newLeader].TimeToLive(context.Background(), l.ID, false); err == nil {
+	if _, err := c.DBs[newLeader].TimeToLive(context.Background(), l.ID, false); err == nil {
 		t.Fatal("lease still exists after expiring")
 	}
 }

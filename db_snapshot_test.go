@@ -4,15 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cairn-db/cairn/internal/dbcluster"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/protobuf/proto"
@@ -21,8 +20,6 @@ import (
 	"github.com/cairn-db/cairn/engine"
 	"github.com/cairn-db/cairn/kv"
 	"github.com/cairn-db/cairn/mvcc"
-	"github.com/cairn-db/cairn/transport"
-	"github.com/cairn-db/cairn/transport/memnet"
 	"github.com/cairn-db/cairn/watch"
 )
 
@@ -44,91 +41,22 @@ func (c *eventCounter) count(t engine.EventType) int {
 	return c.n[t]
 }
 
-// snapCluster is three DB nodes on an in-memory network, like dbCluster,
-// with a snapshot policy and a Reporter per node.
+// snapCluster is three DB nodes on an in-memory network, with the given
+// snapshot policy and an event counter per node.
 type snapCluster struct {
-	net    *memnet.Network
-	snap   engine.SnapshotConfig
-	kv     kv.Options
-	dirs   map[uint64]string
-	dbs    map[uint64]*cairn.DB
+	*dbcluster.Cluster
 	events map[uint64]*eventCounter
 }
 
 func newSnapCluster(t *testing.T, snap engine.SnapshotConfig, o kv.Options) *snapCluster {
 	t.Helper()
-	c := &snapCluster{net: memnet.New(3), snap: snap, kv: o, dirs: map[uint64]string{}, dbs: map[uint64]*cairn.DB{},
-		events: map[uint64]*eventCounter{}}
-	root := t.TempDir()
-	t.Cleanup(func() {
-		for _, db := range c.dbs {
-			db.Close()
-		}
-		c.net.Close()
-	})
+	events := map[uint64]*eventCounter{}
 	for id := uint64(1); id <= 3; id++ {
-		c.dirs[id] = filepath.Join(root, fmt.Sprint(id))
-		c.events[id] = &eventCounter{n: map[engine.EventType]int{}}
-		c.start(t, id)
+		events[id] = &eventCounter{n: map[engine.EventType]int{}}
 	}
-	for id := range c.dbs {
-		c.ready(t, id)
-	}
-	return c
-}
-
-func (c *snapCluster) start(t *testing.T, id uint64) {
-	t.Helper()
-	var peers []engine.Peer
-	for p := uint64(1); p <= 3; p++ {
-		peers = append(peers, engine.Peer{ID: p, Addr: memnet.Addr(p)})
-	}
-	db, err := cairn.Start(cairn.Config{Engine: engine.Config{
-		NodeID: id, DataDir: c.dirs[id], InitialCluster: peers,
-		Raft:     engine.RaftConfig{TickMs: 10, ElectionTick: 15, HeartbeatTick: 2},
-		Snapshot: c.snap,
-		Reporter: c.events[id],
-		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		NewTransport: func(s transport.SnapshotStore) (transport.Transport, error) {
-			return c.net.Transport(id, s), nil
-		},
-	}, KV: c.kv})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.dbs[id] = db
-}
-
-func (c *snapCluster) ready(t *testing.T, id uint64) {
-	t.Helper()
-	select {
-	case <-c.dbs[id].Ready():
-	case <-time.After(20 * time.Second):
-		t.Fatalf("node %d not ready", id)
-	}
-}
-
-func (c *snapCluster) stop(t *testing.T, id uint64) {
-	t.Helper()
-	if err := c.dbs[id].Close(); err != nil {
-		t.Fatalf("stop node %d: %v", id, err)
-	}
-	delete(c.dbs, id)
-}
-
-func (c *snapCluster) leader(t *testing.T) uint64 {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		for id, db := range c.dbs {
-			if db.Engine().Status().Role == engine.Leader {
-				return id
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("no leader")
-	return 0
+	c := dbcluster.New(t, dbcluster.Options{Seed: 3, Snapshot: snap, KV: o,
+		Reporter: func(id uint64) engine.Reporter { return events[id] }})
+	return &snapCluster{Cluster: c, events: events}
 }
 
 // waitRev waits until db has applied revision rev.
@@ -224,13 +152,13 @@ func TestDBFollowerCatchesUpBySnapshot(t *testing.T) {
 	c := newSnapCluster(t, engine.SnapshotConfig{Threshold: 100, CatchUpMargin: 10}, kv.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	leader := c.leader(t)
+	leader := c.Leader(t)
 	follower := leader%3 + 1
-	h := newRefHarness(t, ctx, "", c.dbs[leader], 21, refHarnessOpts{})
+	h := newRefHarness(t, ctx, "", c.DBs[leader], 21, refHarnessOpts{})
 	h.writeSteps(60)
-	waitRev(t, ctx, c.dbs[follower], h.m.rev)
-	downAt := c.dbs[follower].Engine().Status().LastIndex
-	c.stop(t, follower)
+	waitRev(t, ctx, c.DBs[follower], h.m.rev)
+	downAt := c.DBs[follower].Engine().Status().LastIndex
+	c.Stop(t, follower)
 
 	// The cluster goes on without it until its log no longer holds the
 	// follower's next entry, compacting the store on the way.
@@ -244,11 +172,11 @@ func TestDBFollowerCatchesUpBySnapshot(t *testing.T) {
 			}
 			h.m.Compact(compactAt)
 		}
-		if st := c.dbs[leader].Engine().Status(); i >= 4 && st.FirstIndex > downAt+1 {
+		if st := c.DBs[leader].Engine().Status(); i >= 4 && st.FirstIndex > downAt+1 {
 			break
 		}
 		if i > 40 {
-			t.Fatalf("the leader's log still starts at %d, the follower stopped at %d", c.dbs[leader].Engine().Status().FirstIndex, downAt)
+			t.Fatalf("the leader's log still starts at %d, the follower stopped at %d", c.DBs[leader].Engine().Status().FirstIndex, downAt)
 		}
 	}
 	watchFrom := compactAt + 3 // written while the follower was down
@@ -256,15 +184,15 @@ func TestDBFollowerCatchesUpBySnapshot(t *testing.T) {
 	prefix := watchSpec{name: "prefix b", key: "b", prefix: true}
 
 	installed := c.events[follower].count(engine.EventSnapshotInstalled)
-	c.start(t, follower)
-	early := startRecorder(t, ctx, c.dbs[follower], all, watchFrom, 1)
-	c.ready(t, follower)
-	waitRev(t, ctx, c.dbs[follower], h.m.rev)
+	c.Start(t, follower)
+	early := startRecorder(t, ctx, c.DBs[follower], all, watchFrom, 1)
+	c.Ready(t, follower)
+	waitRev(t, ctx, c.DBs[follower], h.m.rev)
 	if n := c.events[follower].count(engine.EventSnapshotInstalled); n == installed {
 		t.Fatal("the follower caught up without installing a snapshot")
 	}
 
-	fdb, ldb := c.dbs[follower], c.dbs[leader]
+	fdb, ldb := c.DBs[follower], c.DBs[leader]
 	for _, rev := range []int64{0, compactAt, watchFrom, h.m.rev - 1} {
 		if f, l := rangeAll(t, ctx, fdb, rev), rangeAll(t, ctx, ldb, rev); !proto.Equal(f, l) {
 			t.Fatalf("at revision %d the follower has\n%s\nthe leader\n%s", rev, refText(f), refText(l))
@@ -355,9 +283,9 @@ func TestDBFollowerWatchersSurviveSnapshotInstall(t *testing.T) {
 		kv.Options{Watch: watch.Config{EventQueueSize: 1, WatcherBufferSize: 1}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	leader := c.leader(t)
+	leader := c.Leader(t)
 	follower := leader%3 + 1
-	ldb := c.dbs[leader]
+	ldb := c.DBs[leader]
 
 	// values[rev] is the value put at rev (every revision is one put of k/*).
 	values := map[int64]string{}
@@ -392,17 +320,17 @@ func TestDBFollowerWatchersSurviveSnapshotInstall(t *testing.T) {
 	start := time.Now()
 	put(400, 10)
 	r0 := int64(len(values)) + 1
-	waitRev(t, ctx, c.dbs[follower], r0)
-	downAt := c.dbs[follower].Engine().Status().LastIndex
-	c.stop(t, follower)
+	waitRev(t, ctx, c.DBs[follower], r0)
+	downAt := c.DBs[follower].Engine().Status().LastIndex
+	c.Stop(t, follower)
 	put(150, 32<<10) // a snapshot of some megabytes, so that restoring it takes a while
 	final := int64(len(values)) + 1
 	waitLogCompacted(t, ldb, downAt)
 	t.Logf("writes took %v", time.Since(start))
 	installed := c.events[follower].count(engine.EventSnapshotInstalled)
 
-	c.start(t, follower)
-	fdb := c.dbs[follower]
+	c.Start(t, follower)
+	fdb := c.DBs[follower]
 	slow, err := fdb.Watch(ctx, "k/", cairn.WithPrefix(), cairn.WithRev(2))
 	if err != nil {
 		t.Fatal(err)

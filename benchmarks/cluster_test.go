@@ -3,23 +3,20 @@ package benchmarks
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cairn-db/cairn/internal/benchutil"
+	"github.com/cairn-db/cairn/internal/dbcluster"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/cairn-db/cairn"
 	"github.com/cairn-db/cairn/engine"
 	"github.com/cairn-db/cairn/kv"
-	"github.com/cairn-db/cairn/transport"
-	"github.com/cairn-db/cairn/transport/memnet"
 )
 
 const (
@@ -49,44 +46,16 @@ type cluster struct {
 // node has caught up, and registers their stop with tb's cleanup.
 func startCluster(tb testing.TB, n int, kvOpts kv.Options) *cluster {
 	tb.Helper()
-	logs := newBenchLogs(tb)
-	// TempDir registers the directories' removal as a cleanup before the one
-	// that stops the nodes: cleanups run last-in first-out, so the nodes
-	// stop first.
-	root := tb.TempDir()
-	net := memnet.New(1)
-	c := &cluster{}
-	tb.Cleanup(func() {
-		for _, db := range c.dbs {
-			if err := db.Close(); err != nil {
-				tb.Errorf("close node %d: %v", db.Engine().ID(), err)
-			}
-		}
-		net.Close()
+	logger := benchutil.Logger(tb)
+	kvOpts.Watch.Logger = logger
+	dc := dbcluster.New(tb, dbcluster.Options{
+		Nodes: n,
+		Raft:  engine.RaftConfig{TickMs: tickMs, ElectionTick: electionTick, HeartbeatTick: heartbeatTick},
+		KV:    kvOpts, Logger: logger,
 	})
-	var peers []engine.Peer
+	c := &cluster{}
 	for id := uint64(1); id <= uint64(n); id++ {
-		peers = append(peers, engine.Peer{ID: id, Addr: memnet.Addr(id)})
-	}
-	kvOpts.Watch.Logger = logs.logger
-	for id := uint64(1); id <= uint64(n); id++ {
-		db, err := cairn.Start(cairn.Config{
-			Engine: engine.Config{
-				NodeID: id, ClusterName: "bench", DataDir: filepath.Join(root, fmt.Sprint(id)),
-				InitialCluster: peers,
-				Raft:           engine.RaftConfig{TickMs: tickMs, ElectionTick: electionTick, HeartbeatTick: heartbeatTick},
-				Compression:    transport.DefaultCompression(),
-				Logger:         logs.logger,
-				NewTransport: func(s transport.SnapshotStore) (transport.Transport, error) {
-					return net.Transport(id, s), nil
-				},
-			},
-			KV: kvOpts,
-		})
-		if err != nil {
-			tb.Fatalf("start node %d: %v", id, err)
-		}
-		c.dbs = append(c.dbs, db)
+		c.dbs = append(c.dbs, dc.DBs[id])
 	}
 	c.leader = waitLeader(tb, c.dbs)
 	c.term = c.leader.Engine().Status().Term
@@ -184,31 +153,4 @@ func recordNs(h *hdrhistogram.Histogram, d time.Duration) {
 func reportLatency(b *testing.B, h *hdrhistogram.Histogram) {
 	b.ReportMetric(float64(h.ValueAtQuantile(50))/1e3, "p50-µs")
 	b.ReportMetric(float64(h.ValueAtQuantile(99))/1e3, "p99-µs")
-}
-
-// benchLogs is the nodes' Warn-level log. It goes through tb.Log, which
-// prints after the benchmark's result line, so that a warning does not split
-// a result line that benchstat must parse; once tb has finished, to stderr.
-type benchLogs struct {
-	tb     testing.TB
-	logger *slog.Logger
-	done   atomic.Bool // the cluster has stopped: tb.Log may no longer be used
-}
-
-func newBenchLogs(tb testing.TB) *benchLogs {
-	l := &benchLogs{tb: tb}
-	l.logger = slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	// Registered before the cluster's own cleanup, so it runs after it.
-	tb.Cleanup(func() { l.done.Store(true) })
-	return l
-}
-
-// Write receives one record from the slog handler.
-func (l *benchLogs) Write(p []byte) (int, error) {
-	if l.done.Load() {
-		os.Stderr.Write(p)
-	} else {
-		l.tb.Log(strings.TrimSuffix(string(p), "\n"))
-	}
-	return len(p), nil
 }

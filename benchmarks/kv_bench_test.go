@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/HdrHistogram/hdrhistogram-go"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/cairn-db/cairn"
+	"github.com/cairn-db/cairn/internal/benchutil"
 	"github.com/cairn-db/cairn/kv"
 )
 
@@ -96,12 +96,11 @@ func runKVBench(b *testing.B, bc kvCase) {
 
 	// Each client records into its own histogram: no shared state on the
 	// measured path.
-	hists := make([]*hdrhistogram.Histogram, bc.clients)
+	lat := benchutil.NewLatencies(bc.clients)
 	errs := make([]error, bc.clients)
 	var ready, done sync.WaitGroup
 	startc := make(chan struct{})
 	for w, call := range clients {
-		hists[w] = newHistogram()
 		ops := b.N / bc.clients
 		if w < b.N%bc.clients {
 			ops++
@@ -115,12 +114,12 @@ func runKVBench(b *testing.B, bc kvCase) {
 			for i := range ops {
 				t0 := time.Now()
 				err := call(i)
-				lat := time.Since(t0)
+				took := time.Since(t0)
 				if err != nil {
 					errs[w] = fmt.Errorf("client %d, call %d: %w", w, i, err)
 					return
 				}
-				recordNs(hists[w], lat)
+				lat.Record(w, took)
 			}
 		}()
 	}
@@ -140,16 +139,12 @@ func runKVBench(b *testing.B, bc kvCase) {
 			b.Fatal(err)
 		}
 	}
-	all := newHistogram()
-	for _, h := range hists {
-		all.Merge(h)
-	}
-	if got := all.TotalCount(); got != int64(b.N) {
+	if got := lat.Count(); got != int64(b.N) {
 		b.Fatalf("recorded %d latencies for %d calls", got, b.N)
 	}
 	c.checkLeader(b)
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
-	reportLatency(b, all)
+	lat.Report(b)
 }
 
 // kvClients prepares db for op and returns the constructor of client w's

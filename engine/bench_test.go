@@ -1,24 +1,18 @@
 package engine_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/HdrHistogram/hdrhistogram-go"
-
 	"github.com/cairn-db/cairn/engine"
 	"github.com/cairn-db/cairn/examples/memkv"
+	"github.com/cairn-db/cairn/internal/benchutil"
 	"github.com/cairn-db/cairn/internal/testcluster"
 )
 
@@ -84,21 +78,18 @@ const (
 	benchWarmup      = 32 // proposals before the timer starts (connections, caches)
 	// benchSnapshotThreshold is beyond any b.N the benchmark is run with.
 	benchSnapshotThreshold = 1 << 40
-	// Latencies are recorded in microseconds, from 1 µs to 60 s, with three
-	// significant digits.
-	benchMaxLatencyUs = 60_000_000
 )
 
 // runProposeBench builds the case's cluster with the timer stopped, runs
 // b.N proposals through its leader, and stops the cluster (b.Cleanup).
 func runProposeBench(b *testing.B, bc benchProposeCase) {
 	b.StopTimer()
-	logs := newBenchLogs(b)
+	logger := benchutil.Logger(b)
 	configure := func(cfg *engine.Config) {
 		cfg.Persistence = engine.PersistenceConfig{Strategy: bc.strategy, FlushPolicy: engine.DefaultFlushPolicy()}
 		cfg.Snapshot = engine.SnapshotConfig{Threshold: benchSnapshotThreshold}
 		cfg.Raft.TickMs, cfg.Raft.ElectionTick, cfg.Raft.HeartbeatTick = benchTickMs, benchElectionTck, 2
-		cfg.Logger = logs.logger
+		cfg.Logger = logger
 	}
 	var nodes []*engine.Engine
 	switch bc.transport {
@@ -112,8 +103,6 @@ func runProposeBench(b *testing.B, bc benchProposeCase) {
 	default:
 		b.Fatalf("unknown transport %q", bc.transport)
 	}
-	// Cleanups run last-in first-out: this one before the cluster stops.
-	b.Cleanup(func() { logs.stopping.Store(true) })
 	leader := benchLeader(b, nodes)
 	term := leader.Status().Term
 
@@ -128,12 +117,11 @@ func runProposeBench(b *testing.B, bc benchProposeCase) {
 
 	// Each proposer records into its own histogram: no shared state on
 	// the measured path.
-	hists := make([]*hdrhistogram.Histogram, bc.proposers)
+	lat := benchutil.NewLatencies(bc.proposers)
 	errs := make([]error, bc.proposers)
 	var ready, done sync.WaitGroup
 	startc := make(chan struct{})
 	for w := range bc.proposers {
-		hists[w] = hdrhistogram.New(1, benchMaxLatencyUs, 3)
 		ops := b.N / bc.proposers
 		if w < b.N%bc.proposers {
 			ops++
@@ -149,12 +137,12 @@ func runProposeBench(b *testing.B, bc benchProposeCase) {
 				cmd := memkv.Set(prefix+strconv.Itoa(i), value)
 				t0 := time.Now()
 				_, err := leader.Propose(ctx, cmd)
-				lat := time.Since(t0)
+				took := time.Since(t0)
 				if err != nil {
 					errs[w] = fmt.Errorf("proposer %d, proposal %d: %w", w, i, err)
 					return
 				}
-				hists[w].RecordValue(min(max(lat.Microseconds(), 1), benchMaxLatencyUs))
+				lat.Record(w, took)
 			}
 		}()
 	}
@@ -174,19 +162,14 @@ func runProposeBench(b *testing.B, bc benchProposeCase) {
 			b.Fatal(err)
 		}
 	}
-	all := hdrhistogram.New(1, benchMaxLatencyUs, 3)
-	for _, h := range hists {
-		all.Merge(h)
-	}
-	if got := all.TotalCount(); got != int64(b.N) {
+	if got := lat.Count(); got != int64(b.N) {
 		b.Fatalf("recorded %d latencies for %d proposals", got, b.N)
 	}
 	if st := leader.Status(); st.Role != engine.Leader || st.Term != term {
 		b.Logf("warning: leadership changed during the run (term %d -> %d, role %v): results include an election", term, st.Term, st.Role)
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "proposals/s")
-	b.ReportMetric(float64(all.ValueAtQuantile(50)), "p50-µs")
-	b.ReportMetric(float64(all.ValueAtQuantile(99)), "p99-µs")
+	lat.Report(b)
 }
 
 // benchValue is a 256-byte value of random letters: not trivially
@@ -290,37 +273,4 @@ func startGRPCBenchCluster(tb testing.TB, n int, configure func(*engine.Config))
 		}
 	}
 	return nodes
-}
-
-// benchLogs is the nodes' Warn-level log. It goes through tb.Log, which
-// prints after the benchmark's result line, so that a warning does not
-// split a result line that benchstat must parse. While the cluster stops it
-// drops grpcnet's "server stopped" error: Transport.Close closes its
-// listeners before it stops its gRPC servers, so every clean stop logs one
-// per connection class.
-type benchLogs struct {
-	tb       testing.TB
-	logger   *slog.Logger
-	stopping atomic.Bool // the cluster is stopping
-	done     atomic.Bool // the cluster has stopped: tb.Log may no longer be used
-}
-
-func newBenchLogs(tb testing.TB) *benchLogs {
-	l := &benchLogs{tb: tb}
-	l.logger = slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	// Registered before the cluster's own cleanup, so it runs after it.
-	tb.Cleanup(func() { l.done.Store(true) })
-	return l
-}
-
-// Write receives one record from the slog handler.
-func (l *benchLogs) Write(p []byte) (int, error) {
-	switch {
-	case l.stopping.Load() && bytes.Contains(p, []byte(`msg="grpcnet: server stopped"`)):
-	case l.done.Load():
-		os.Stderr.Write(p)
-	default:
-		l.tb.Log(strings.TrimSuffix(string(p), "\n"))
-	}
-	return len(p), nil
 }
