@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"sync"
 	"testing"
-	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
@@ -94,57 +92,8 @@ func runKVBench(b *testing.B, bc kvCase) {
 		}
 	}
 
-	// Each client records into its own histogram: no shared state on the
-	// measured path.
-	lat := benchutil.NewLatencies(bc.clients)
-	errs := make([]error, bc.clients)
-	var ready, done sync.WaitGroup
-	startc := make(chan struct{})
-	for w, call := range clients {
-		ops := b.N / bc.clients
-		if w < b.N%bc.clients {
-			ops++
-		}
-		ready.Add(1)
-		done.Add(1)
-		go func() {
-			defer done.Done()
-			ready.Done()
-			<-startc
-			for i := range ops {
-				t0 := time.Now()
-				err := call(i)
-				took := time.Since(t0)
-				if err != nil {
-					errs[w] = fmt.Errorf("client %d, call %d: %w", w, i, err)
-					return
-				}
-				lat.Record(w, took)
-			}
-		}()
-	}
-	ready.Wait()
-
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.StartTimer()
-	start := time.Now()
-	close(startc)
-	done.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-
-	for _, err := range errs {
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	if got := lat.Count(); got != int64(b.N) {
-		b.Fatalf("recorded %d latencies for %d calls", got, b.N)
-	}
+	benchutil.Run(b, "ops/s", clients)
 	c.checkLeader(b)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
-	lat.Report(b)
 }
 
 // kvClients prepares db for op and returns the constructor of client w's

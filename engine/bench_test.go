@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -115,61 +114,18 @@ func runProposeBench(b *testing.B, bc benchProposeCase) {
 		}
 	}
 
-	// Each proposer records into its own histogram: no shared state on
-	// the measured path.
-	lat := benchutil.NewLatencies(bc.proposers)
-	errs := make([]error, bc.proposers)
-	var ready, done sync.WaitGroup
-	startc := make(chan struct{})
-	for w := range bc.proposers {
-		ops := b.N / bc.proposers
-		if w < b.N%bc.proposers {
-			ops++
-		}
-		ready.Add(1)
-		done.Add(1)
-		go func() {
-			defer done.Done()
-			ready.Done()
-			prefix := fmt.Sprintf("p%03d-", w)
-			<-startc
-			for i := range ops {
-				cmd := memkv.Set(prefix+strconv.Itoa(i), value)
-				t0 := time.Now()
-				_, err := leader.Propose(ctx, cmd)
-				took := time.Since(t0)
-				if err != nil {
-					errs[w] = fmt.Errorf("proposer %d, proposal %d: %w", w, i, err)
-					return
-				}
-				lat.Record(w, took)
-			}
-		}()
-	}
-	ready.Wait()
-
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.StartTimer()
-	start := time.Now()
-	close(startc)
-	done.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-
-	for _, err := range errs {
-		if err != nil {
-			b.Fatal(err)
+	clients := make([]func(i int) error, bc.proposers)
+	for w := range clients {
+		prefix := fmt.Sprintf("p%03d-", w)
+		clients[w] = func(i int) error {
+			_, err := leader.Propose(ctx, memkv.Set(prefix+strconv.Itoa(i), value))
+			return err
 		}
 	}
-	if got := lat.Count(); got != int64(b.N) {
-		b.Fatalf("recorded %d latencies for %d proposals", got, b.N)
-	}
+	benchutil.Run(b, "proposals/s", clients)
 	if st := leader.Status(); st.Role != engine.Leader || st.Term != term {
 		b.Logf("warning: leadership changed during the run (term %d -> %d, role %v): results include an election", term, st.Term, st.Role)
 	}
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "proposals/s")
-	lat.Report(b)
 }
 
 // benchValue is a 256-byte value of random letters: not trivially

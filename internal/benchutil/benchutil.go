@@ -4,9 +4,11 @@
 package benchutil
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -78,4 +80,59 @@ func (w *tbWriter) Write(p []byte) (int, error) {
 		w.tb.Log(strings.TrimSuffix(string(p), "\n"))
 	}
 	return len(p), nil
+}
+
+// Run splits b.N calls across len(clients) goroutines, times them together
+// with the benchmark timer on, records each call's latency, and reports
+// ops/s (under unit) and p50/p99. clients[w](i) makes client w's i-th call.
+// The first error fails the benchmark.
+func Run(b *testing.B, unit string, clients []func(i int) error) {
+	lat := NewLatencies(len(clients))
+	errs := make([]error, len(clients))
+	var ready, done sync.WaitGroup
+	startc := make(chan struct{})
+	for w, call := range clients {
+		ops := b.N / len(clients)
+		if w < b.N%len(clients) {
+			ops++
+		}
+		ready.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			ready.Done()
+			<-startc
+			for i := range ops {
+				t0 := time.Now()
+				err := call(i)
+				took := time.Since(t0)
+				if err != nil {
+					errs[w] = fmt.Errorf("client %d, call %d: %w", w, i, err)
+					return
+				}
+				lat.Record(w, took)
+			}
+		}()
+	}
+	ready.Wait()
+
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.StartTimer()
+	start := time.Now()
+	close(startc)
+	done.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+
+	for _, err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	if got := lat.Count(); got != int64(b.N) {
+		b.Fatalf("recorded %d latencies for %d calls", got, b.N)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), unit)
+	lat.Report(b)
 }
