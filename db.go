@@ -109,11 +109,7 @@ func (db *DB) propose(ctx context.Context, req *pb.InternalRaftRequest) (proto.M
 
 // Put sets key to value.
 func (db *DB) Put(ctx context.Context, key, value string, opts ...OpOption) (*pb.PutResponse, error) {
-	o := buildOp(key, opts)
-	resp, err := db.propose(ctx, &pb.InternalRaftRequest{Put: &pb.PutRequest{
-		Key: []byte(key), Value: []byte(value), Lease: o.lease, PrevKv: o.prevKV,
-		IgnoreValue: o.ignoreValue, IgnoreLease: o.ignoreLease,
-	}})
+	resp, err := db.propose(ctx, &pb.InternalRaftRequest{Put: PutRequest(key, value, opts...)})
 	if err != nil {
 		return nil, err
 	}
@@ -123,21 +119,39 @@ func (db *DB) Put(ctx context.Context, key, value string, opts ...OpOption) (*pb
 // Get reads key, or a range of keys with WithPrefix, WithRange or
 // WithFromKey. It is linearizable unless WithSerializable.
 func (db *DB) Get(ctx context.Context, key string, opts ...OpOption) (*pb.RangeResponse, error) {
-	o := buildOp(key, opts)
-	if !o.serializable {
+	return db.Range(ctx, RangeRequest(key, opts...))
+}
+
+// Range serves an etcd range request: linearizable unless req.Serializable.
+func (db *DB) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if !req.GetSerializable() {
 		if err := db.e.Barrier(ctx); err != nil {
 			return nil, err
 		}
 	}
-	return db.sm.Range(o.rangeRequest())
+	return db.sm.Range(req)
+}
+
+// Do replicates an etcd write (one of the requests of an
+// etcdserverpb.InternalRaftRequest: Put, DeleteRange, Txn, Compaction,
+// LeaseGrant, LeaseRevoke, Alarm, ClusterMemberAttrSet) and returns its
+// response, of the matching etcdserverpb type. A LeaseGrant with ID 0 gets
+// a random id.
+func (db *DB) Do(ctx context.Context, req *pb.InternalRaftRequest) (proto.Message, error) {
+	if g := req.GetLeaseGrant(); g != nil && g.GetID() == 0 {
+		id, err := newLeaseID()
+		if err != nil {
+			return nil, err
+		}
+		req = proto.CloneOf(req)
+		req.LeaseGrant.ID = id
+	}
+	return db.propose(ctx, req)
 }
 
 // Delete removes key, or a range of keys.
 func (db *DB) Delete(ctx context.Context, key string, opts ...OpOption) (*pb.DeleteRangeResponse, error) {
-	o := buildOp(key, opts)
-	resp, err := db.propose(ctx, &pb.InternalRaftRequest{DeleteRange: &pb.DeleteRangeRequest{
-		Key: o.key, RangeEnd: o.end, PrevKv: o.prevKV,
-	}})
+	resp, err := db.propose(ctx, &pb.InternalRaftRequest{DeleteRange: DeleteRequest(key, opts...)})
 	if err != nil {
 		return nil, err
 	}
@@ -167,9 +181,14 @@ func (db *DB) Compact(ctx context.Context, rev int64) (*pb.CompactionResponse, e
 // ends when ctx does, on Close, or with an error: errors.Is(err,
 // watch.ErrCompacted) means the start revision was compacted away, and
 // watch.CompactRevision(err) tells where to resync from.
-func (db *DB) Watch(ctx context.Context, key string, opts ...OpOption) (*watch.Watcher, error) {
+func (db *DB) Watch(ctx context.Context, key string, opts ...OpOption) (Watcher, error) {
 	o := buildOp(key, opts)
 	return db.sm.Hub().Watch(ctx, []byte(key), o.watchOptions()...)
+}
+
+// WatchRequest starts a watch from an etcd watch request.
+func (db *DB) WatchRequest(ctx context.Context, req *pb.WatchCreateRequest) (*watch.Watcher, error) {
+	return db.sm.Hub().Watch(ctx, req.GetKey(), WatchOptions(req)...)
 }
 
 // WatchStats reports the watch hub's state: watchers synced and catching
@@ -178,11 +197,7 @@ func (db *DB) WatchStats() watch.Stats { return db.sm.Hub().Stats() }
 
 // Grant creates a lease of ttl seconds.
 func (db *DB) Grant(ctx context.Context, ttl int64) (*pb.LeaseGrantResponse, error) {
-	id, err := newLeaseID()
-	if err != nil {
-		return nil, err
-	}
-	resp, err := db.propose(ctx, &pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{TTL: ttl, ID: id}})
+	resp, err := db.Do(ctx, &pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{TTL: ttl}})
 	if err != nil {
 		return nil, err
 	}
@@ -285,3 +300,6 @@ func (db *DB) runLeases() {
 		}
 	}
 }
+
+// Revision is the store's current revision.
+func (db *DB) Revision() int64 { return db.sm.Store().Rev() }

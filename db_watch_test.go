@@ -83,7 +83,7 @@ type watchRecorder struct {
 	spec watchSpec
 	mu   sync.Mutex
 	segs []*watchSegment
-	w    *watch.Watcher
+	w    cairn.Watcher
 	done chan struct{} // closed when the current segment's channel closes
 	news chan struct{} // signalled on every response
 }
@@ -435,7 +435,7 @@ func TestDBWatchGuarantees(t *testing.T) {
 // revision compactRev, ends with a response carrying Canceled and
 // CompactRevision, and with an error that wraps ErrCompacted and tells
 // compactRev.
-func checkCompactedWatch(t *testing.T, w *watch.Watcher, compactRev int64) {
+func checkCompactedWatch(t *testing.T, w cairn.Watcher, compactRev int64) {
 	t.Helper()
 	defer w.Close()
 	var last watch.Response

@@ -12,6 +12,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
+	"github.com/cairn-db/cairn"
 	"github.com/cairn-db/cairn/kv"
 	"github.com/cairn-db/cairn/watch"
 )
@@ -61,7 +62,7 @@ func runFanoutBench(b *testing.B, watchers, nkeys int) {
 		failed    = make(chan error, 1)
 		lat       = newShardedHistogram()
 		readers   sync.WaitGroup
-		ws        []*watch.Watcher
+		ws        []cairn.Watcher
 	)
 	fail := func(err error) {
 		select {
