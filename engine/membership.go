@@ -64,10 +64,15 @@ const (
 	AddLearner
 	PromoteLearner
 	RemoveNode
+	// UpdateAddr changes the peer address of a member (etcd's MemberUpdate).
+	// It travels through raft as a ConfChangeUpdateNode, which leaves raft's
+	// configuration as it is; every node then sends to the new address. A
+	// node whose own address changes must be restarted listening there.
+	UpdateAddr
 )
 
 // Change is one membership change: add a voter or learner at Addr, promote
-// a learner, or remove a node.
+// a learner, remove a node, or move a member to the peer address Addr.
 type Change struct {
 	Type ChangeType
 	ID   uint64
@@ -177,6 +182,15 @@ func (m *membership) validate(changes []Change, strict bool) error {
 			if !member {
 				return fmt.Errorf("%w: node %d", ErrUnknownMember, c.ID)
 			}
+		case UpdateAddr:
+			if !member {
+				return fmt.Errorf("%w: node %d", ErrUnknownMember, c.ID)
+			}
+			if c.Addr == "" {
+				return fmt.Errorf("%w: node %d", ErrNoAddress, c.ID)
+			}
+		default:
+			return fmt.Errorf("%w: unknown change type %d for node %d", ErrInvalidChange, c.Type, c.ID)
 		}
 	}
 	return nil
@@ -200,8 +214,10 @@ func (m *membership) changesOf(cc *raftpb.ConfChangeV2, ctx confContext) []Chang
 			c.Type = AddLearner
 		case raftpb.ConfChangeRemoveNode:
 			c.Type = RemoveNode
+		case raftpb.ConfChangeUpdateNode:
+			c.Type = UpdateAddr
 		default:
-			continue // ConfChangeUpdateNode: no membership effect here
+			continue
 		}
 		out = append(out, c)
 	}
@@ -228,6 +244,8 @@ func (m *membership) apply(changes []Change, cs *raftpb.ConfState) (dropped []ui
 			}
 		case PromoteLearner:
 			delete(m.learners, c.ID)
+		case UpdateAddr:
+			m.addrs[c.ID] = c.Addr
 		}
 	}
 	for id := range m.addrs {
@@ -252,6 +270,25 @@ func (e *Engine) Members() map[uint64]string {
 	e.members.mu.Lock()
 	defer e.members.mu.Unlock()
 	return maps.Clone(e.members.addrs)
+}
+
+// Member is one member of the cluster as this node last applied it.
+type Member struct {
+	ID      uint64
+	Addr    string // peer address
+	Learner bool
+}
+
+// Membership returns the current members, by id. The caller owns the slice.
+func (e *Engine) Membership() []Member {
+	m := &e.members
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Member, 0, len(m.addrs))
+	for _, id := range slices.Sorted(maps.Keys(m.addrs)) {
+		out = append(out, Member{ID: id, Addr: m.addrs[id], Learner: m.learners[id]})
+	}
+	return out
 }
 
 func (e *Engine) restoreMembership(ctx []byte) error {
@@ -403,6 +440,12 @@ func (e *Engine) RemoveNode(ctx context.Context, id uint64) error {
 	return e.ChangeMembership(ctx, Change{Type: RemoveNode, ID: id})
 }
 
+// UpdateAddr moves member id to peer address addr (see the UpdateAddr
+// change type) and waits until the change is applied here.
+func (e *Engine) UpdateAddr(ctx context.Context, id uint64, addr string) error {
+	return e.ChangeMembership(ctx, Change{Type: UpdateAddr, ID: id, Addr: addr})
+}
+
 // ChangeMembership applies changes as one configuration change. Several
 // changes go through joint consensus (ConfChangeV2): the cluster first
 // moves to the joint configuration, then leaves it automatically; the call
@@ -428,6 +471,8 @@ func (e *Engine) ChangeMembership(ctx context.Context, changes ...Change) error 
 			t = raftpb.ConfChangeAddLearnerNode
 		case RemoveNode:
 			t = raftpb.ConfChangeRemoveNode
+		case UpdateAddr:
+			t = raftpb.ConfChangeUpdateNode
 		}
 		if c.Addr != "" {
 			addrs[c.ID] = c.Addr

@@ -43,6 +43,8 @@ type StateMachine struct {
 	// CompactRev: they wait for the restored store instead of reading a
 	// store that is half restored (ErrRestoreIncomplete, revision 1).
 	restoring sync.RWMutex
+	members   memberTable // member attributes (members.go)
+	alarms    alarmTable  // active alarms (alarms.go)
 }
 
 var (
@@ -61,6 +63,12 @@ func (sm *StateMachine) UseStorage(db *pebble.DB) error {
 	}
 	lessor, err := lease.Open(db, sm.opts.Lease)
 	if err != nil {
+		return err
+	}
+	if err := sm.members.load(db); err != nil {
+		return err
+	}
+	if err := sm.alarms.load(db); err != nil {
 		return err
 	}
 	cfg := sm.opts.Watch
@@ -145,6 +153,9 @@ func (sm *StateMachine) Apply(entries []engine.Entry) ([]any, error) {
 }
 
 func (sm *StateMachine) apply(b *mvcc.Batch, req *pb.InternalRaftRequest) (proto.Message, error) {
+	if err := sm.checkAlarms(req); err != nil {
+		return nil, err
+	}
 	switch {
 	case req.Put != nil:
 		if err := sm.checkLease(req.Put.GetLease()); err != nil {
@@ -178,6 +189,11 @@ func (sm *StateMachine) apply(b *mvcc.Batch, req *pb.InternalRaftRequest) (proto
 			return nil, err
 		}
 		return &pb.LeaseRevokeResponse{Header: &pb.ResponseHeader{Revision: b.Rev()}}, nil
+	case req.Alarm != nil:
+		return sm.applyAlarm(b, req.Alarm)
+	case req.ClusterMemberAttrSet != nil:
+		// etcd answers this request with no response.
+		return nil, sm.applyMemberAttrs(b, req.ClusterMemberAttrSet)
 	}
 	return nil, fmt.Errorf("%w: no supported operation", ErrBadRequest)
 }
@@ -190,7 +206,7 @@ func (sm *StateMachine) checkLease(id int64) error {
 }
 
 // Snapshot implements engine.StateMachine: the whole state machine keyspace
-// (data, history, leases) as of the last apply.
+// (data, history, leases, member attributes, alarms) as of the last apply.
 func (sm *StateMachine) Snapshot() (engine.Snapshot, error) {
 	return sm.store.Snapshot()
 }
@@ -201,6 +217,12 @@ func (sm *StateMachine) Restore(r io.Reader, index uint64) error {
 	err := sm.store.Restore(r, index)
 	if err == nil {
 		err = sm.lessor.Reload(sm.db)
+	}
+	if err == nil {
+		err = sm.members.load(sm.db)
+	}
+	if err == nil {
+		err = sm.alarms.load(sm.db)
 	}
 	sm.restoring.Unlock()
 	if err != nil {
