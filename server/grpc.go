@@ -1,0 +1,98 @@
+package server
+
+import (
+	"context"
+	"math"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+)
+
+// grpcOverhead is what a request may carry beyond MaxRequestBytes of
+// payload (etcd's allowance for the gRPC envelope).
+const grpcOverhead = 512 * 1024
+
+func (s *Server) grpcOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(s.opts.MaxRequestBytes + grpcOverhead),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
+		// Stop waits for handlers, which use the node's storage, before
+		// the node closes it.
+		grpc.WaitForHandlers(true),
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
+		grpc.ChainStreamInterceptor(s.streamInterceptor),
+	}
+}
+
+// register adds the etcd v3 services to g.
+func (s *Server) register(g *grpc.Server) {
+	pb.RegisterKVServer(g, &kvServer{s: s})
+	pb.RegisterWatchServer(g, &watchServer{s: s})
+	pb.RegisterLeaseServer(g, &leaseServer{s: s})
+	pb.RegisterClusterServer(g, &clusterServer{s: s})
+	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
+}
+
+// requireLeader reports whether the client asked to fail fast when the
+// cluster has no leader (clientv3.WithRequireLeader), and checks it.
+func (s *Server) requireLeader(ctx context.Context) error {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return nil
+	}
+	if v := md.Get(rpctypes.MetadataRequireLeaderKey); len(v) > 0 && v[0] == rpctypes.MetadataHasLeader {
+		if leader, _, _ := s.db.Engine().Leader(); leader == 0 {
+			return rpctypes.ErrGRPCNoLeader
+		}
+	}
+	return nil
+}
+
+func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := s.requireLeader(ctx); err != nil {
+		return nil, err
+	}
+	if s.opts.CompressResponses {
+		grpc.SetSendCompressor(ctx, gzip.Name) //nolint:errcheck // a client without gzip gets plain responses
+	}
+	resp, err := handler(ctx, req)
+	return resp, toGRPC(err)
+}
+
+func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := s.requireLeader(ss.Context()); err != nil {
+		return err
+	}
+	return toGRPC(handler(srv, ss))
+}
+
+// header completes a response header with this member's identity and term.
+func (s *Server) header(h *pb.ResponseHeader) *pb.ResponseHeader {
+	if h == nil {
+		h = &pb.ResponseHeader{Revision: s.db.Revision()}
+	}
+	e := s.db.Engine()
+	_, term, _ := e.Leader()
+	h.ClusterId = s.clusterID
+	h.MemberId = e.ID()
+	h.RaftTerm = term
+	return h
+}
+
+func (s *Server) requestTimeout() time.Duration {
+	e := s.opts.DB.Engine
+	tick := time.Duration(e.Raft.TickMs) * time.Millisecond
+	if tick == 0 {
+		tick = 100 * time.Millisecond
+	}
+	election := max(e.Raft.ElectionTick, 10)
+	return 5*time.Second + 2*time.Duration(election)*tick
+}
