@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -436,3 +437,5 @@ func TestClientV3Members(t *testing.T) {
 		t.Fatalf("after removal: %v %v", list, err)
 	}
 }
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -88,7 +89,8 @@ func (s *Server) initialPeers(e *engine.Config) {
 
 // joinID asks the running cluster for this member's id: the id of the
 // member added with this node's peer address and not started yet, or a new
-// member it adds.
+// member it adds. It also gives the engine the members' peer addresses, so
+// that the node can answer the leader before it has replayed the log.
 func (s *Server) joinID(e *engine.Config) (uint64, error) {
 	peer, err := hostPort(e.ListenPeer)
 	if err != nil || e.ListenPeer == "" {
@@ -108,24 +110,54 @@ func (s *Server) joinID(e *engine.Config) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("server: join %v: list members: %w", s.opts.Join, err)
 	}
-	for _, m := range list.Members {
+	members := list.Members
+	id, err := s.findSelf(members, peer, e.DataDir)
+	if err != nil {
+		return 0, err
+	}
+	if id == 0 {
+		added, err := c.MemberAdd(ctx, []string{peerURL(peer)})
+		if err != nil {
+			return 0, fmt.Errorf("server: join %v: add member at %s: %w", s.opts.Join, peer, err)
+		}
+		id, members = added.Member.ID, added.Members
+	}
+	e.InitialCluster = nil
+	for _, m := range members {
+		if len(m.PeerURLs) == 0 {
+			continue
+		}
+		if a, err := hostPort(m.PeerURLs[0]); err == nil {
+			e.InitialCluster = append(e.InitialCluster, engine.Peer{ID: m.ID, Addr: a})
+		}
+	}
+	if !slices.ContainsFunc(e.InitialCluster, func(p engine.Peer) bool { return p.ID == id }) {
+		e.InitialCluster = append(e.InitialCluster, engine.Peer{ID: id, Addr: peer})
+	}
+	return id, nil
+}
+
+// findSelf returns the id of the member added at peer and not started yet,
+// or 0 if there is none.
+func (s *Server) findSelf(members []*pb.Member, peer, dir string) (uint64, error) {
+	for _, m := range members {
 		for _, u := range m.PeerURLs {
-			if a, err := hostPort(u); err == nil && a == peer {
-				if m.Name != "" && m.Name != s.opts.Name {
-					return 0, fmt.Errorf("server: join: peer address %s belongs to member %q (%x)", peer, m.Name, m.ID)
-				}
-				if m.Name == s.opts.Name {
-					return 0, fmt.Errorf("server: join: member %q (%x) already started with an empty data dir %s; remove it (cairn member remove) and join again", m.Name, m.ID, e.DataDir)
-				}
+			a, err := hostPort(u)
+			if err != nil || a != peer {
+				continue
+			}
+			switch m.Name {
+			case "":
 				return m.ID, nil
+			case s.opts.Name:
+				return 0, fmt.Errorf("server: join: member %q (%x) already started, but %s is empty; remove it (cairn member remove %x) and join again",
+					m.Name, m.ID, dir, m.ID)
+			default:
+				return 0, fmt.Errorf("server: join: peer address %s belongs to member %q (%x)", peer, m.Name, m.ID)
 			}
 		}
 	}
-	added, err := c.MemberAdd(ctx, []string{peerURL(peer)})
-	if err != nil {
-		return 0, fmt.Errorf("server: join %v: add member at %s: %w", s.opts.Join, peer, err)
-	}
-	return added.Member.ID, nil
+	return 0, nil
 }
 
 func readMember(dir string) (memberRecord, bool, error) {

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc/status"
 
 	"github.com/cairn-db/cairn/watch"
 )
@@ -135,7 +136,7 @@ func (ws *watchStream) create(req *pb.WatchCreateRequest) {
 	}
 	wt, err := ws.s.db.WatchRequest(ws.ctx, req)
 	if err != nil {
-		resp := &pb.WatchResponse{WatchId: id, Created: true, Canceled: true, CancelReason: toGRPC(err).Error()}
+		resp := &pb.WatchResponse{WatchId: id, Created: true, Canceled: true, CancelReason: reason(err)}
 		if rev, ok := watch.CompactRevision(err); ok {
 			resp.CompactRevision = rev
 		}
@@ -176,7 +177,11 @@ func (ws *watchStream) forward(id int64, wt *watch.Watcher) {
 	}
 	resp := &pb.WatchResponse{WatchId: id, Canceled: true}
 	if err := wt.Err(); err != nil && !errors.Is(err, watch.ErrClosed) || errors.Is(err, watch.ErrStopped) {
-		resp.CancelReason = toGRPC(err).Error()
+		resp.CancelReason = reason(err)
 	}
 	ws.send(resp)
 }
+
+// reason is etcd's cancel reason for err: the bare message of its status,
+// which clientv3 maps back to an rpctypes error.
+func reason(err error) string { return status.Convert(toGRPC(err)).Message() }
