@@ -78,7 +78,7 @@ func New(tb testing.TB, opts Options) *Cluster {
 		name := fmt.Sprintf("n%d", i)
 		c.names = append(c.names, name)
 		c.dirs[name] = filepath.Join(root, name)
-		c.clients[name] = FreeAddr(tb)
+		c.clients[name] = "127.0.0.1:0" // the port bound first is kept for restarts
 		if opts.Memnet {
 			c.peers[name] = memnet.Addr(server.MemberID("cairn", name))
 		} else {
@@ -155,6 +155,7 @@ func (c *Cluster) Start(tb testing.TB, name string) {
 		tb.Fatalf("start %s: %v", name, err)
 	}
 	c.Servers[name] = s
+	c.clients[name] = s.ClientAddr()
 }
 
 // WaitReady waits until member name is ready.
