@@ -114,6 +114,7 @@ func TestPartitionedMemberRefusesWithoutLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl := newClient(t, c.Endpoints(cut)...)
+	wch := cl.Watch(clientv3.WithRequireLeader(ctx), "k")
 	c.Net.Isolate(c.ID(cut))
 	// The majority moves on.
 	if _, err := all.Put(ctx, "k", "after"); err != nil {
@@ -127,6 +128,26 @@ func TestPartitionedMemberRefusesWithoutLeader(t *testing.T) {
 	if _, err := cl.Put(rctx, "k", "lost"); !errors.Is(err, rpctypes.ErrNoLeader) {
 		t.Errorf("put with require-leader on the cut member: %v, want %v", err, rpctypes.ErrNoLeader)
 	}
+	// A watch that requires a leader ends with "no leader" instead of
+	// silently waiting.
+	func() {
+		for {
+			select {
+			case r, ok := <-wch:
+				if !ok {
+					t.Fatal("require-leader watch closed without an error")
+				}
+				if err := r.Err(); err != nil {
+					if !errors.Is(err, rpctypes.ErrNoLeader) {
+						t.Errorf("require-leader watch ended with %v, want %v", err, rpctypes.ErrNoLeader)
+					}
+					return
+				}
+			case <-ctx.Done():
+				t.Fatal("require-leader watch on the cut member never ended")
+			}
+		}
+	}()
 	short, cancel := context.WithTimeout(ctx, 2*time.Second)
 	got, err := cl.Get(short, "k")
 	cancel()

@@ -41,6 +41,40 @@ func (s *Server) register(g *grpc.Server) {
 	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
 }
 
+// leaderLost returns a channel closed when the stream whose context is
+// sctx asked for a leader (WithRequireLeader) and this member has had none
+// for an election timeout; it never closes for other streams. It stops
+// watching when ctx ends.
+func (s *Server) leaderLost(ctx, sctx context.Context) <-chan struct{} {
+	lost := make(chan struct{})
+	md, _ := metadata.FromIncomingContext(sctx)
+	if v := md.Get(rpctypes.MetadataRequireLeaderKey); len(v) == 0 || v[0] != rpctypes.MetadataHasLeader {
+		return lost
+	}
+	go func() {
+		for {
+			leader, _, changed := s.db.Engine().Leader()
+			if leader == 0 {
+				select {
+				case <-changed:
+					continue
+				case <-time.After(s.electionTimeout()):
+					close(lost)
+					return
+				case <-ctx.Done():
+					return
+				}
+			}
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return lost
+}
+
 // requireLeader reports whether the client asked to fail fast when the
 // cluster has no leader (clientv3.WithRequireLeader), and checks it.
 func (s *Server) requireLeader(ctx context.Context) error {

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/status"
 
 	"github.com/cairn-db/cairn/watch"
@@ -48,7 +49,18 @@ func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	}
 	sendErr := make(chan error, 1)
 	go func() { sendErr <- ws.sendLoop() }()
-	err := ws.recvLoop()
+	recvErr := make(chan error, 1)
+	go func() { recvErr <- ws.recvLoop() }()
+	var err error
+	select {
+	case err = <-recvErr:
+	case <-w.s.leaderLost(ctx, stream.Context()):
+		// The client asked to hear of a lost leader (WithRequireLeader):
+		// end the stream so that it moves to a member that has one. The
+		// watchers end with ctx, the receiving goroutine with the stream.
+		cancel()
+		return rpctypes.ErrGRPCNoLeader
+	}
 	for _, wt := range ws.watchers {
 		wt.Close()
 	}
