@@ -16,8 +16,13 @@ import (
 // A backup (etcd's Maintenance.Snapshot, `etcdctl snapshot save`) is the
 // state machine's snapshot stream, the one raft snapshots carry (see
 // mvcc.Snapshot.WriteTo: every table of the keyspace, with its own record
-// count and CRC-32C), followed by the SHA-256 of every byte before it, as
-// etcd's snapshot stream ends with one.
+// count and CRC-32C), zero bytes up to a multiple of 512 bytes, and the
+// SHA-256 of every byte before it: etcd's snapshot stream ends with one, and
+// etcd's clients (etcdctl snapshot save) look for it 32 bytes past a
+// 512-byte boundary.
+
+// backupAlign is the block size etcd's clients expect the body in.
+const backupAlign = 512
 
 // ErrBadBackup: a backup failed its checks; the error says which.
 var ErrBadBackup = errors.New("kv: bad backup")
@@ -26,7 +31,8 @@ var ErrBadBackup = errors.New("kv: bad backup")
 type BackupInfo struct {
 	Rev        int64 // the store revision it holds
 	CompactRev int64 // its compacted revision
-	Size       int64 // bytes, the SHA-256 included
+	Size       int64 // bytes, padding and SHA-256 included
+	StreamSize int64 // bytes of the snapshot stream alone
 	SHA256     [sha256.Size]byte
 }
 
@@ -43,9 +49,17 @@ func (sm *StateMachine) WriteBackup(w io.Writer) (int64, error) {
 	}
 	defer snap.Release()
 	h := sha256.New()
-	n, err := snap.WriteTo(io.MultiWriter(w, h))
+	mw := io.MultiWriter(w, h)
+	n, err := snap.WriteTo(mw)
 	if err != nil {
 		return n, fmt.Errorf("kv: backup: %w", err)
+	}
+	if pad := (backupAlign - n%backupAlign) % backupAlign; pad > 0 {
+		m, err := mw.Write(make([]byte, pad))
+		n += int64(m)
+		if err != nil {
+			return n, fmt.Errorf("kv: backup: write padding: %w", err)
+		}
 	}
 	m, err := w.Write(h.Sum(nil))
 	n += int64(m)
@@ -62,7 +76,7 @@ func (sm *StateMachine) WriteBackup(w io.Writer) (int64, error) {
 // of it), trailing bytes, a malformed stream.
 func VerifyBackup(r io.Reader) (BackupInfo, error) {
 	tr := newTrailerReader(r, sha256.Size)
-	snap, verr := mvcc.VerifySnapshot(tr)
+	snap, verr := mvcc.VerifyPaddedSnapshot(tr, backupAlign)
 	// Whatever the stream's checks found, hash the rest: the SHA-256 speaks
 	// first.
 	if _, err := io.Copy(io.Discard, tr); err != nil {
@@ -72,7 +86,7 @@ func VerifyBackup(r io.Reader) (BackupInfo, error) {
 	if len(tr.trailer()) < sha256.Size {
 		return BackupInfo{}, fmt.Errorf("%w: truncated: %d bytes, shorter than its SHA-256 trailer", ErrBadBackup, size)
 	}
-	info := BackupInfo{Rev: snap.Rev, CompactRev: snap.CompactRev, Size: size}
+	info := BackupInfo{Rev: snap.Rev, CompactRev: snap.CompactRev, Size: size, StreamSize: snap.Bytes}
 	tr.sum.Sum(info.SHA256[:0])
 	if !bytes.Equal(info.SHA256[:], tr.trailer()) {
 		if verr != nil {
@@ -114,7 +128,7 @@ func RestoreBackup(db *pebble.DB, r io.ReadSeeker) (BackupInfo, error) {
 	if _, err := r.Seek(start, io.SeekStart); err != nil {
 		return BackupInfo{}, fmt.Errorf("kv: restore backup: %w", err)
 	}
-	if err := store.Restore(io.LimitReader(r, info.Size-sha256.Size), 0); err != nil {
+	if err := store.Restore(io.LimitReader(r, info.StreamSize), 0); err != nil {
 		return BackupInfo{}, fmt.Errorf("kv: restore backup: %w", err)
 	}
 	b := db.NewBatch()

@@ -160,8 +160,15 @@ func TestBadBackupsAreRefused(t *testing.T) {
 	}
 	// A stream whose SHA-256 is right but whose own checks fail: the
 	// stream's error is reported.
+	good, err := VerifyBackup(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if good.Size%512 != sha256.Size || good.StreamSize > good.Size-sha256.Size {
+		t.Fatalf("backup of %d bytes (stream %d): want the body padded to 512-byte blocks, then the SHA-256", good.Size, good.StreamSize)
+	}
 	inner := bytes.Clone(data[:len(data)-sha256.Size])
-	inner[len(inner)-1] ^= 0x01 // the stream's CRC
+	inner[good.StreamSize-1] ^= 0x01 // the stream's CRC
 	sum := sha256.Sum256(inner)
 	cases = append(cases, struct {
 		name  string

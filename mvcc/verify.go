@@ -15,6 +15,7 @@ type SnapshotInfo struct {
 	CompactRev   int64  // its compacted revision
 	AppliedIndex uint64 // the raft index it was taken at
 	Records      uint64 // records, the state record included
+	Bytes        int64  // the stream's length, padding excluded
 }
 
 // VerifySnapshot reads a snapshot stream written by Snapshot.WriteTo, to
@@ -23,7 +24,19 @@ type SnapshotInfo struct {
 // writing anything; r must hold nothing after the stream. Errors match
 // ErrBadSnapshot and say what is wrong.
 func VerifySnapshot(r io.Reader) (SnapshotInfo, error) {
-	sr := &snapReader{r: bufio.NewReaderSize(r, 256<<10)}
+	return verifySnapshot(r, 0)
+}
+
+// VerifyPaddedSnapshot is VerifySnapshot for a stream followed by zero
+// bytes up to the next multiple of align bytes (as etcd's backups are
+// padded to 512-byte blocks); anything else after the stream is refused.
+func VerifyPaddedSnapshot(r io.Reader, align int) (SnapshotInfo, error) {
+	return verifySnapshot(r, align)
+}
+
+func verifySnapshot(r io.Reader, align int) (SnapshotInfo, error) {
+	cr := &countingReader{r: r}
+	sr := &snapReader{r: bufio.NewReaderSize(cr, 256<<10)}
 	magic := make([]byte, len(snapMagic))
 	if err := sr.full(magic); err != nil || !bytes.Equal(magic, snapMagic) {
 		return SnapshotInfo{}, fmt.Errorf("%w: not a cairn mvcc snapshot (bad magic)", ErrBadSnapshot)
@@ -78,11 +91,34 @@ func VerifySnapshot(r io.Reader) (SnapshotInfo, error) {
 	if info.Records == 0 {
 		return SnapshotInfo{}, fmt.Errorf("%w: no state record", ErrBadSnapshot)
 	}
-	switch _, err := sr.r.ReadByte(); {
-	case err == nil:
-		return SnapshotInfo{}, fmt.Errorf("%w: trailing bytes after the checksum", ErrBadSnapshot)
-	case !errors.Is(err, io.EOF):
-		return SnapshotInfo{}, fmt.Errorf("mvcc: verify snapshot: %w", err)
+	info.Bytes = cr.n - int64(sr.r.Buffered())
+	var pad int64
+	for {
+		c, err := sr.r.ReadByte()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return SnapshotInfo{}, fmt.Errorf("mvcc: verify snapshot: %w", err)
+		}
+		if pad++; align == 0 || c != 0 || pad >= int64(align) {
+			return SnapshotInfo{}, fmt.Errorf("%w: trailing bytes after the checksum", ErrBadSnapshot)
+		}
+	}
+	if align > 0 && (info.Bytes+pad)%int64(align) != 0 {
+		return SnapshotInfo{}, fmt.Errorf("%w: %d bytes of padding do not end on a %d-byte boundary", ErrBadSnapshot, pad, align)
 	}
 	return info, nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }

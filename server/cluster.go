@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/url"
+	"slices"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -149,7 +150,23 @@ func (c *clusterServer) MemberPromote(ctx context.Context, req *pb.MemberPromote
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.s.requestTimeout())
 	defer cancel()
-	if err := c.s.db.Engine().PromoteLearner(ctx, req.GetID()); err != nil {
+	e := c.s.db.Engine()
+	leader, err := c.s.waitLeader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if leader != e.ID() {
+		// Only the leader knows how far the learner is: it decides.
+		conn, err := c.s.peerConn(leader)
+		if err != nil {
+			return nil, err
+		}
+		return pb.NewClusterClient(conn).MemberPromote(ctx, req)
+	}
+	if !learnerReady(e.Status(), req.GetID()) {
+		return nil, rpctypes.ErrGRPCLearnerNotReady
+	}
+	if err := e.PromoteLearner(ctx, req.GetID()); err != nil {
 		return nil, err
 	}
 	return &pb.MemberPromoteResponse{Header: c.s.header(nil), Members: c.members()}, nil
@@ -176,4 +193,15 @@ func randomID() (uint64, error) {
 			return id, nil
 		}
 	}
+}
+
+// learnerReady reports whether learner id has caught up enough to vote
+// (etcd's rule: its log matches at least 90% of the leader's). A learner
+// promoted before that could cost the cluster its quorum.
+func learnerReady(st engine.Status, id uint64) bool {
+	if !slices.Contains(st.Learners, id) {
+		return true // not a learner: PromoteLearner says so
+	}
+	pr, ok := st.Progress[id]
+	return ok && float64(pr.Match) >= 0.9*float64(st.Commit)
 }

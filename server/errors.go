@@ -33,6 +33,7 @@ var grpcErrors = []struct {
 	{mvcc.ErrTooManyOps, rpctypes.ErrGRPCTooManyOps},
 	{mvcc.ErrDuplicateKey, rpctypes.ErrGRPCDuplicateKey},
 	{mvcc.ErrInvalidSortOption, rpctypes.ErrGRPCInvalidSortOption},
+	{mvcc.ErrKeyNotFound, rpctypes.ErrGRPCKeyNotFound},
 	{kv.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
 	{lease.ErrNotFound, rpctypes.ErrGRPCLeaseNotFound},
 	{lease.ErrExists, rpctypes.ErrGRPCLeaseExist},
@@ -58,7 +59,7 @@ var grpcErrors = []struct {
 // keep cairn's own message under codes.InvalidArgument.
 var invalidArgument = []error{
 	mvcc.ErrKeyTooLarge, mvcc.ErrValueTooLarge, mvcc.ErrInvalidRange, mvcc.ErrInvalidRevision,
-	mvcc.ErrInvalidCompare, mvcc.ErrKeyNotFound, kv.ErrBadRequest, lease.ErrInvalidID, watch.ErrInvalidRange,
+	mvcc.ErrInvalidCompare, kv.ErrBadRequest, lease.ErrInvalidID, watch.ErrInvalidRange,
 	watch.ErrInvalidRevision, engine.ErrNoAddress, engine.ErrInvalidChange, engine.ErrIDReused,
 	errBadRequest,
 }

@@ -50,8 +50,12 @@ func (l *leaseServer) LeaseTimeToLive(ctx context.Context, req *pb.LeaseTimeToLi
 		}
 		if leader == l.s.db.Engine().ID() {
 			resp, err := l.s.db.TimeToLive(ctx, req.GetID(), req.GetKeys())
-			if errors.Is(err, lease.ErrNotLeader) {
+			switch {
+			case errors.Is(err, lease.ErrNotLeader):
 				continue // lost leadership in between: ask the new leader
+			case errors.Is(err, lease.ErrNotFound), errors.Is(err, kv.ErrLeaseNotFound):
+				// As etcd: an unknown or expired lease has TTL -1.
+				return &pb.LeaseTimeToLiveResponse{Header: l.s.header(nil), ID: req.GetID(), TTL: -1}, nil
 			}
 			if err != nil {
 				return nil, err

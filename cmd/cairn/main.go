@@ -3,13 +3,27 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 )
 
 func main() {
-	if err := newRootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "cairn:", err)
-		os.Exit(1)
+	os.Exit(cliMain(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// printError writes err after "cairn: ", several errors (errors.Join) one
+// per line.
+func printError(w io.Writer, err error) {
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) == 1 {
+		fmt.Fprintln(w, "cairn:", err)
+		return
+	}
+	fmt.Fprintf(w, "cairn: %d errors:\n", len(lines))
+	for _, l := range lines {
+		fmt.Fprintln(w, "  "+l)
 	}
 }
