@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/cairn-db/cairn/server"
+
 	"github.com/spf13/cobra"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -327,7 +329,36 @@ func printStatus(p *printer, sts []endpointStatus) error {
 }
 
 func newSnapshotCmd(f *clientFlags) *cobra.Command {
-	return newGroupCmd("snapshot", "Save a snapshot of the key-value store", newSnapshotSaveCmd(f))
+	return newGroupCmd("snapshot", "Save a snapshot of the key-value store, or start a new cluster from one",
+		newSnapshotSaveCmd(f), newSnapshotRestoreCmd())
+}
+
+func newSnapshotRestoreCmd() *cobra.Command {
+	var dataDir string
+	cmd := &cobra.Command{
+		Use:   "restore FILE --data-dir DIR",
+		Short: "Prepare a new member's data directory from a snapshot file",
+		Long: `Restore checks FILE (a snapshot saved by 'cairn snapshot save' or 'etcdctl
+snapshot save' from cairn) and loads it into DIR, which must be new or empty.
+Then start the member with 'cairn serve --data-dir DIR ...'. For a cluster,
+restore the same file into each member's directory and start them with the
+same --initial-cluster: they form a new cluster holding the snapshot's data,
+its revisions continuing from the snapshot's.`,
+		Args: usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if dataDir == "" {
+				return usageError{fmt.Errorf("%s: --data-dir is required", cmd.CommandPath())}
+			}
+			info, err := server.RestoreSnapshot(a[0], dataDir)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "restored %s into %s: revision %d, compacted at %d\n", a[0], dataDir, info.Rev, info.CompactRev)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "the new member's data directory")
+	return cmd
 }
 
 func newSnapshotSaveCmd(f *clientFlags) *cobra.Command {
