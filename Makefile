@@ -57,3 +57,21 @@ bench-kv:
 	$(GO) test -run '^$$' -bench 'BenchmarkKV/nodes=/op=/clients=1$$' -benchtime $(BENCH_KV_SERIAL_OPS)x -count $(BENCH_KV_COUNT) -timeout 30m ./benchmarks/ | tee $(BENCH_KV_OUT)
 	$(GO) test -run '^$$' -bench 'BenchmarkKV/nodes=/op=/clients=64$$' -benchtime $(BENCH_KV_PARALLEL_OPS)x -count $(BENCH_KV_COUNT) -timeout 30m ./benchmarks/ | tee -a $(BENCH_KV_OUT)
 	$(GO) test -run '^$$' -bench 'BenchmarkWatchFanout' -benchtime $(BENCH_KV_ROUNDS)x -count $(BENCH_KV_COUNT) -timeout 30m ./benchmarks/ | tee -a $(BENCH_KV_OUT)
+
+# make bench-server: BenchmarkServer (package benchmarks), cairn's server
+# against a real etcd (the etcd binary on PATH; Debian: apt-get install -y
+# etcd-server; without it the impl=etcd cases are skipped) through clientv3,
+# into $(BENCH_SERVER_OUT): one client ($(BENCH_SERVER_SERIAL_OPS) calls per
+# case), then 64 clients ($(BENCH_SERVER_PARALLEL_OPS) calls per case); each
+# case $(BENCH_SERVER_COUNT) times against cairn in this process, cairn as
+# `cairn serve` processes, then etcd. About 4 minutes on 2 cores.
+BENCH_SERVER_SERIAL_OPS   ?= 3000
+BENCH_SERVER_PARALLEL_OPS ?= 20000
+BENCH_SERVER_COUNT        ?= 1
+BENCH_SERVER_OUT          ?= /tmp/bench-server.txt
+
+.PHONY: bench-server
+
+bench-server:
+	$(GO) test -run '^$$' -bench 'BenchmarkServer/impl=/nodes=/op=/clients=1$$' -benchtime $(BENCH_SERVER_SERIAL_OPS)x -count $(BENCH_SERVER_COUNT) -timeout 60m ./benchmarks/ | tee $(BENCH_SERVER_OUT)
+	$(GO) test -run '^$$' -bench 'BenchmarkServer/impl=/nodes=/op=/clients=64$$' -benchtime $(BENCH_SERVER_PARALLEL_OPS)x -count $(BENCH_SERVER_COUNT) -timeout 60m ./benchmarks/ | tee -a $(BENCH_SERVER_OUT)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -258,11 +259,16 @@ func (c *Client) KeepAlive(ctx context.Context, id int64) (*pb.LeaseKeepAliveRes
 }
 
 // TimeToLive tells lease id's granted and remaining TTL, and with keys its
-// attached keys.
+// attached keys. A lease that is gone fails with rpctypes.ErrLeaseNotFound.
 func (c *Client) TimeToLive(ctx context.Context, id int64, keys bool) (*pb.LeaseTimeToLiveResponse, error) {
 	ctx, cancel := c.call(ctx)
 	defer cancel()
 	resp, err := c.lease.LeaseTimeToLive(ctx, &pb.LeaseTimeToLiveRequest{ID: id, Keys: keys}, c.callOpts...)
+	if err == nil && resp.GetTTL() == -1 {
+		// etcd's servers answer TTL -1 for a lease that is gone; the
+		// embedded DB returns an error, and so does the client.
+		return nil, rpctypes.ErrLeaseNotFound
+	}
 	return resp, clientv3.ContextError(ctx, err)
 }
 
