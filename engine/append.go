@@ -39,10 +39,17 @@ func (e *Engine) runAppend() {
 		}
 		msgs = e.appendq.drain(msgs)
 		updates = updates[:0]
-		sync := diskFirst
+		// DiskFirst syncs a batch that holds entries. A batch that only
+		// moves the commit index forward is not synced (raft's MustSync):
+		// a commit index is learned again from the leader, and the next
+		// synced batch makes it durable anyway, Pebble's WAL being ordered.
+		sync := false
 		var snap *raftpb.Snapshot
 		for _, m := range msgs {
 			u := storage.Update{Entries: m.GetEntries()}
+			if diskFirst && len(u.Entries) > 0 {
+				sync = true
+			}
 			if m.Term != nil { // a HardState is present only when it changed
 				u.HardState = &raftpb.HardState{Term: new(m.GetTerm()), Vote: new(m.GetVote()), Commit: new(m.GetCommit())}
 				// A vote or term change must be durable before the response
@@ -66,9 +73,10 @@ func (e *Engine) runAppend() {
 			return
 		}
 		last := must(e.store.LastIndex())
-		if sync {
+		switch {
+		case sync:
 			e.durable.Store(last)
-		} else {
+		case !diskFirst:
 			e.flush.written(last)
 		}
 		if snap != nil {
