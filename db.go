@@ -117,17 +117,37 @@ func (db *DB) Put(ctx context.Context, key, value string, opts ...OpOption) (*pb
 }
 
 // Get reads key, or a range of keys with WithPrefix, WithRange or
-// WithFromKey. It is linearizable unless WithSerializable.
+// WithFromKey. It is served with the node's default read policy
+// (linearizable unless configured otherwise), WithConsistency's, or
+// EventualConsistency with WithSerializable.
 func (db *DB) Get(ctx context.Context, key string, opts ...OpOption) (*pb.RangeResponse, error) {
-	return db.Range(ctx, RangeRequest(key, opts...))
+	o := buildOp(key, opts)
+	return db.RangeWithPolicy(ctx, o.rangeRequest(), o.consistency)
 }
 
-// Range serves an etcd range request: linearizable unless req.Serializable.
+// Range serves an etcd range request with the node's default read policy,
+// or EventualConsistency if req.Serializable.
 func (db *DB) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResponse, error) {
-	if !req.GetSerializable() {
-		if err := db.e.Barrier(ctx); err != nil {
+	return db.RangeWithPolicy(ctx, req, "")
+}
+
+// RangeWithPolicy serves an etcd range request with read policy p, as a
+// client asked for it ("": the node's default). req.Serializable wins and
+// reads with EventualConsistency, as etcd does. A policy other than the
+// default fails with an error wrapping engine.ErrOverrideNotAllowed when
+// overrides are off, and an unknown one with engine.ErrUnknownReadPolicy;
+// a read no leader answered in time fails with the context's error.
+func (db *DB) RangeWithPolicy(ctx context.Context, req *pb.RangeRequest, p engine.ReadPolicy) (*pb.RangeResponse, error) {
+	if req.GetSerializable() {
+		p = engine.EventualConsistency
+	} else {
+		var err error
+		if p, err = db.e.ResolveReadPolicy(p); err != nil {
 			return nil, err
 		}
+	}
+	if err := db.e.ReadBarrier(ctx, p); err != nil {
+		return nil, err
 	}
 	return db.sm.Range(req)
 }

@@ -3,6 +3,7 @@ package cairn
 import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/cairn-db/cairn/engine"
 	"github.com/cairn-db/cairn/watch"
 )
 
@@ -17,6 +18,7 @@ type op struct {
 	sortTarget   pb.RangeRequest_SortTarget
 	sortOrder    pb.RangeRequest_SortOrder
 	serializable bool
+	consistency  engine.ReadPolicy
 	keysOnly     bool
 	countOnly    bool
 	prevKV       bool
@@ -87,6 +89,26 @@ func WithSort(target pb.RangeRequest_SortTarget, order pb.RangeRequest_SortOrder
 // WithSerializable reads this node's local state without asking the leader:
 // fast, possibly stale.
 func WithSerializable() OpOption { return func(o *op) { o.serializable = true } }
+
+// WithConsistency reads with policy p instead of the node's default
+// ([raft.read_consistency] default_policy): engine.LinearizableRead,
+// engine.LeaseRead or engine.EventualConsistency (see engine.ReadPolicy for
+// what each guarantees). A policy other than the default fails with
+// engine.ErrOverrideNotAllowed when raft.read_consistency.allow_client_override
+// is false. WithSerializable, etcd's own flag, wins over it and is always
+// honoured.
+func WithConsistency(p engine.ReadPolicy) OpOption { return func(o *op) { o.consistency = p } }
+
+// ReadPolicyOf returns the policy opts ask for with WithConsistency ("" for
+// none; engine.EventualConsistency with WithSerializable), for clients that
+// send it along with a range request.
+func ReadPolicyOf(opts ...OpOption) engine.ReadPolicy {
+	o := buildOp("", opts)
+	if o.serializable {
+		return engine.EventualConsistency
+	}
+	return o.consistency
+}
 
 // WithKeysOnly returns keys without values (Get).
 func WithKeysOnly() OpOption { return func(o *op) { o.keysOnly = true } }

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/cairn-db/cairn"
 	"github.com/cairn-db/cairn/watch"
@@ -200,6 +201,11 @@ func (c *Client) Put(ctx context.Context, key, value string, opts ...cairn.OpOpt
 func (c *Client) Get(ctx context.Context, key string, opts ...cairn.OpOption) (*pb.RangeResponse, error) {
 	ctx, cancel := c.call(ctx)
 	defer cancel()
+	if p := cairn.ReadPolicyOf(opts...); p != "" {
+		// The server reads the policy from this metadata key
+		// (server.ReadConsistencyKey).
+		ctx = metadata.AppendToOutgoingContext(ctx, "cairn-read-consistency", p.ShortName())
+	}
 	resp, err := c.kv.Range(ctx, cairn.RangeRequest(key, opts...), c.callOpts...)
 	return resp, clientv3.ContextError(ctx, err)
 }

@@ -16,6 +16,7 @@ type Config struct {
 	Network transport.NetworkOptions `toml:"network"`
 	Storage Storage                  `toml:"storage"`
 	Log     Log                      `toml:"log"`
+	Metrics Metrics                  `toml:"metrics"`
 }
 
 // Cluster is [cluster]: who this member is, where it keeps its data and
@@ -46,10 +47,11 @@ type Cluster struct {
 // Raft is [raft] and its subsections.
 type Raft struct {
 	engine.RaftConfig
-	Persistence    engine.PersistenceConfig `toml:"persistence"`
-	Snapshot       engine.SnapshotConfig    `toml:"snapshot"`
-	Watch          watch.Config             `toml:"watch"`
-	RPCCompression transport.Compression    `toml:"rpc_compression"`
+	Persistence     engine.PersistenceConfig     `toml:"persistence"`
+	Snapshot        engine.SnapshotConfig        `toml:"snapshot"`
+	ReadConsistency engine.ReadConsistencyConfig `toml:"read_consistency"`
+	Watch           watch.Config                 `toml:"watch"`
+	RPCCompression  transport.Compression        `toml:"rpc_compression"`
 }
 
 // Storage is [storage].
@@ -73,6 +75,16 @@ type Log struct {
 	Output io.Writer `toml:"-"`
 }
 
+// Metrics is [metrics]: the HTTP listener of /metrics (Prometheus),
+// /health and /ready.
+type Metrics struct {
+	// Address is the host:port the listener binds. Empty: no listener, and
+	// nothing is measured.
+	Address string `toml:"address"`
+	// Pprof also serves net/http/pprof under /debug/pprof/ on it.
+	Pprof bool `toml:"pprof"`
+}
+
 // Default returns the configuration of a one-node cluster on a laptop: data
 // in ./cairn-data, clients on 127.0.0.1:2379, peers on 127.0.0.1:2380.
 func Default() Config {
@@ -88,11 +100,12 @@ func Default() Config {
 			ListenPeer:   e.ListenPeer,
 		},
 		Raft: Raft{
-			RaftConfig:     e.Raft,
-			Persistence:    e.Persistence,
-			Snapshot:       e.Snapshot,
-			Watch:          w,
-			RPCCompression: e.Compression,
+			RaftConfig:      e.Raft,
+			Persistence:     e.Persistence,
+			Snapshot:        e.Snapshot,
+			ReadConsistency: e.ReadConsistency,
+			Watch:           w,
+			RPCCompression:  e.Compression,
 		},
 		Network: e.Network,
 		Storage: Storage{

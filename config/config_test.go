@@ -30,16 +30,21 @@ func TestDefaultIsValid(t *testing.T) {
 		t.Fatalf("Default().Validate(): %v", err)
 	}
 	want := map[string]any{
-		"cluster.name":              "cairn",
-		"cluster.member_name":       "default",
-		"cluster.data_dir":          "cairn-data",
-		"cluster.listen_client":     "127.0.0.1:2379",
-		"cluster.listen_peer":       "127.0.0.1:2380",
-		"raft.persistence.strategy": engine.DiskFirst,
-		"storage.quota_bytes":       int64(8 << 30),
-		"storage.cache_size":        int64(64 << 20),
-		"log.level":                 "info",
-		"log.format":                "text",
+		"cluster.name":                                          "cairn",
+		"cluster.member_name":                                   "default",
+		"cluster.data_dir":                                      "cairn-data",
+		"cluster.listen_client":                                 "127.0.0.1:2379",
+		"cluster.listen_peer":                                   "127.0.0.1:2380",
+		"raft.persistence.strategy":                             engine.DiskFirst,
+		"raft.read_consistency.default_policy":                  engine.LinearizableRead,
+		"raft.read_consistency.lease_duration_ms":               500,
+		"raft.read_consistency.allow_client_override":           true,
+		"raft.read_consistency.read_batching.size_threshold":    100,
+		"raft.read_consistency.read_batching.time_threshold_ms": 10,
+		"storage.quota_bytes":                                   int64(8 << 30),
+		"storage.cache_size":                                    int64(64 << 20),
+		"log.level":                                             "info",
+		"log.format":                                            "text",
 	}
 	for name, w := range want {
 		k, ok := lookupKey(name)
@@ -221,6 +226,75 @@ level = "debug"
 	}
 }
 
+// TestReadConsistency: the [raft.read_consistency] keys from the file, the
+// environment and Set reach the engine's configuration; the short policy
+// names of the gRPC metadata are accepted too.
+func TestReadConsistency(t *testing.T) {
+	c, err := Load(writeFile(t, `
+[raft.read_consistency]
+default_policy = "LeaseRead"
+lease_duration_ms = 300
+
+[raft.read_consistency.read_batching]
+size_threshold = 150
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := c.Raft.ReadConsistency
+	if rc.DefaultPolicy != engine.LeaseRead || rc.LeaseDurationMs != 300 || !rc.AllowClientOverride ||
+		rc.ReadBatching != (engine.ReadBatchingConfig{SizeThreshold: 150, TimeThresholdMs: 10}) {
+		t.Fatalf("file not applied: %+v", rc)
+	}
+	err = c.ApplyEnv([]string{
+		"CAIRN_RAFT_READ_CONSISTENCY_DEFAULT_POLICY=eventual",
+		"CAIRN_RAFT_READ_CONSISTENCY_ALLOW_CLIENT_OVERRIDE=false",
+		"CAIRN_RAFT_READ_CONSISTENCY_READ_BATCHING_TIME_THRESHOLD_MS=50",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set("raft.read_consistency.lease_duration_ms", "200"); err != nil {
+		t.Fatal(err)
+	}
+	rc = c.Raft.ReadConsistency
+	want := engine.ReadConsistencyConfig{DefaultPolicy: engine.EventualConsistency, LeaseDurationMs: 200,
+		ReadBatching: engine.ReadBatchingConfig{SizeThreshold: 150, TimeThresholdMs: 50}}
+	if rc != want {
+		t.Fatalf("environment and Set: %+v, want %+v", rc, want)
+	}
+	if v, _ := c.Get("raft.read_consistency.default_policy"); v != "EventualConsistency" {
+		t.Errorf("Get(default_policy) = %q", v)
+	}
+	// In order: the last one (LeaseRead) is what ServerOptions sees below.
+	for _, tc := range []struct {
+		short string
+		p     engine.ReadPolicy
+	}{{"linearizable", engine.LinearizableRead}, {"lease", engine.LeaseRead}, {"eventual", engine.EventualConsistency}, {"LEASEREAD", engine.LeaseRead}} {
+		if err := c.Set("raft.read_consistency.default_policy", tc.short); err != nil || c.Raft.ReadConsistency.DefaultPolicy != tc.p {
+			t.Errorf("Set(default_policy, %s): %v, %s", tc.short, err, c.Raft.ReadConsistency.DefaultPolicy)
+		}
+	}
+	o, err := c.ServerOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.DefaultPolicy = engine.LeaseRead
+	if got := o.DB.Engine.ReadConsistency; got != want {
+		t.Fatalf("engine config: %+v, want %+v", got, want)
+	}
+	// The override switch stays off in the engine (its zero value is not
+	// taken for "unset" when other fields are set).
+	e := o.DB.Engine
+	e.NodeID, e.StateMachine = 1, validateOnly{}
+	if err := e.Validate(); err != nil || e.ReadConsistency.AllowClientOverride {
+		t.Fatalf("engine Validate: %v, %+v", err, e.ReadConsistency)
+	}
+	if _, err := e.ReadConsistency.Resolve(engine.LinearizableRead); !errors.Is(err, engine.ErrOverrideNotAllowed) {
+		t.Fatalf("Resolve with overrides off: %v", err)
+	}
+}
+
 // TestBadValues: every bad value is an error naming the key (or variable)
 // and the value, and Load, ApplyEnv and Set change nothing.
 func TestBadValues(t *testing.T) {
@@ -252,10 +326,34 @@ func TestBadValues(t *testing.T) {
 			want: []string{"cairn.toml:2", "raft.election_tick", `"ten"`, "must be an integer"}},
 		{name: "catch-up margin", file: "[raft.snapshot]\nthreshold = 10\ncatch_up_margin = 1000\n",
 			want: []string{"raft.snapshot.catch_up_margin = 1000", "at most 10"}},
+		{name: "bad read policy", file: "[raft.read_consistency]\ndefault_policy = \"Strong\"\n",
+			want: []string{"cairn.toml:2", "raft.read_consistency.default_policy", `"Strong"`, `"LinearizableRead", "LeaseRead" or "EventualConsistency"`}},
+		{name: "lease not shorter than the election timeout", file: "[raft.read_consistency]\nlease_duration_ms = 900\n",
+			want: []string{"raft.read_consistency.lease_duration_ms = 900", "shorter than the election timeout", "900 ms", "1000 ms"}},
+		{name: "lease too long for a faster tick", file: "[raft]\ntick_ms = 10\n",
+			want: []string{"raft.read_consistency.lease_duration_ms = 500", "raft.election_tick", "raft.tick_ms", "90 ms"}},
+		{name: "zero lease", file: "[raft.read_consistency]\nlease_duration_ms = 0\n",
+			want: []string{"raft.read_consistency.lease_duration_ms = 0", "at least 1"}},
+		{name: "lease reads without check quorum", file: "[raft]\ndisable_check_quorum = true\n[raft.read_consistency]\ndefault_policy = \"LeaseRead\"\n",
+			want: []string{"raft.read_consistency.default_policy", `"LeaseRead"`, "CheckQuorum", "raft.disable_check_quorum"}},
+		{name: "zero size threshold", file: "[raft.read_consistency.read_batching]\nsize_threshold = 0\n",
+			want: []string{"raft.read_consistency.read_batching.size_threshold = 0", "at least 1"}},
+		{name: "negative time threshold", file: "[raft.read_consistency.read_batching]\ntime_threshold_ms = -10\n",
+			want: []string{"raft.read_consistency.read_batching.time_threshold_ms = -10", "at least 1"}},
+		{name: "bad read policy variable", env: []string{"CAIRN_RAFT_READ_CONSISTENCY_DEFAULT_POLICY=strict"},
+			want: []string{"CAIRN_RAFT_READ_CONSISTENCY_DEFAULT_POLICY", `"strict"`, `"LinearizableRead", "LeaseRead" or "EventualConsistency"`}},
+		{name: "bad override variable", env: []string{"CAIRN_RAFT_READ_CONSISTENCY_ALLOW_CLIENT_OVERRIDE=sometimes"},
+			want: []string{"CAIRN_RAFT_READ_CONSISTENCY_ALLOW_CLIENT_OVERRIDE", `"sometimes"`, "true or false"}},
+		{name: "non-numeric batching variable", env: []string{"CAIRN_RAFT_READ_CONSISTENCY_READ_BATCHING_SIZE_THRESHOLD=many"},
+			want: []string{"CAIRN_RAFT_READ_CONSISTENCY_READ_BATCHING_SIZE_THRESHOLD", `"many"`, "must be an integer"}},
 		{name: "unknown key in file", file: "[raft]\nelection_ticks = 3\n",
 			want: []string{"raft.election_ticks", "unknown key", "did you mean raft.election_tick"}},
-		{name: "unknown section in file", file: "[metrics]\naddress = \"127.0.0.1:9090\"\n",
-			want: []string{"metrics.address", "unknown key"}},
+		{name: "unknown section in file", file: "[tracing]\naddress = \"127.0.0.1:4317\"\n",
+			want: []string{"tracing.address", "unknown key"}},
+		{name: "bad metrics address", file: "[metrics]\naddress = \"localhost\"\n",
+			want: []string{"metrics.address", `"localhost"`, "HOST:PORT"}},
+		{name: "pprof without a metrics listener", file: "[metrics]\npprof = true\n",
+			want: []string{"metrics.pprof", "needs metrics.address"}},
 		{name: "syntax error", file: "[raft\n", want: []string{"cairn.toml:"}},
 		{name: "bad initial cluster element", file: "[cluster]\ninitial_cluster = \"default=127.0.0.1:2380,n2\"\n",
 			want: []string{"cluster.initial_cluster", `"default=127.0.0.1:2380,n2"`, `element "n2"`, "NAME=HOST:PORT"}},

@@ -50,6 +50,8 @@ func (c Config) ServerOptions() (server.Options, error) {
 		QuotaBytes:        c.Storage.QuotaBytes,
 		MaxRequestBytes:   c.Storage.MaxRequestBytes,
 		CompressResponses: c.Raft.RPCCompression.Client,
+		MetricsAddr:       c.Metrics.Address,
+		Pprof:             c.Metrics.Pprof,
 		Logger:            logger,
 	}, nil
 }
@@ -65,8 +67,11 @@ func (c Config) engineConfig() engine.Config {
 		Persistence: c.Raft.Persistence,
 		Snapshot:    c.Raft.Snapshot,
 		Network:     c.Network,
-		Compression: c.Raft.RPCCompression,
-		Storage:     storage.Options{PebbleCacheBytes: c.Storage.CacheSize},
+		// Every field is set (Default sets them), so the engine takes none
+		// of its zero-value defaults: allow_client_override = false stays.
+		ReadConsistency: c.Raft.ReadConsistency,
+		Compression:     c.Raft.RPCCompression,
+		Storage:         storage.Options{PebbleCacheBytes: c.Storage.CacheSize},
 	}
 }
 

@@ -19,7 +19,17 @@ var tableDocs = map[string]string{
 	"raft":    "The raft node: tick, election and heartbeat timing, and the bounds of messages and proposals.",
 	"raft.persistence": "When a log entry counts as stored. Read the Durability section of the README before " +
 		"choosing MemFirst.",
-	"raft.snapshot":        "When snapshots are taken and how much log is kept behind them.",
+	"raft.snapshot": "When snapshots are taken and how much log is kept behind them.",
+	"raft.read_consistency": "How reads wait for the cluster. LinearizableRead asks the leader for its commit " +
+		"index, confirmed by a quorum (no clock assumption). LeaseRead lets a leader holding a lease answer " +
+		"alone; it assumes bounded clock drift (see lease_duration_ms). EventualConsistency answers from any " +
+		"member's local state at once (etcd's serializable reads). A follower serves LeaseRead as " +
+		"LinearizableRead. Clients choose per request with etcd's serializable flag or the gRPC metadata key " +
+		"cairn-read-consistency (linearizable, lease or eventual).",
+	"raft.read_consistency.read_batching": "Linearizable reads share quorum rounds. A read arriving when no " +
+		"round is in flight starts one at once; reads arriving meanwhile wait for the next round, which starts " +
+		"when the rounds in flight end, or alongside them once size_threshold reads wait or the oldest has " +
+		"waited time_threshold_ms.",
 	"raft.watch":           "The watch hub: buffers and limits of watchers.",
 	"raft.rpc_compression": "gzip per kind of traffic (true or false each). Receivers always accept compressed messages.",
 	"network": "The peer transport has three connection classes per peer, each tuned on its own: control " +
@@ -30,6 +40,9 @@ var tableDocs = map[string]string{
 	"network.bulk":    "Snapshot transfers.",
 	"storage":         "The storage engine (Pebble) and the limits of the key-value store.",
 	"log":             "Logging.",
+	"metrics": "An HTTP listener for operators: /metrics (Prometheus text format), /health (200 when this " +
+		"member knows a leader and no alarm is raised, 503 otherwise, as etcd's) and /ready (200 once the " +
+		"member has caught up and published itself).",
 }
 
 // keyDocs describe every key. The keys of network.control, network.data and
@@ -84,6 +97,21 @@ var keyDocs = map[string]doc{
 		"slightly behind catches up from the log rather than from a snapshot. Integer, at least 1 and at " +
 		"most 10 times raft.snapshot.threshold."},
 
+	"raft.read_consistency.default_policy": {text: "Policy of the reads that ask for none: " +
+		"\"LinearizableRead\", \"LeaseRead\" or \"EventualConsistency\". LeaseRead needs CheckQuorum " +
+		"(raft.disable_check_quorum = false)."},
+	"raft.read_consistency.lease_duration_ms": {text: "How long a leader's lease lasts after the start of the " +
+		"quorum round that confirmed it, in milliseconds. Integer, at least 1 and less than " +
+		"(raft.election_tick - 1) × raft.tick_ms (900 with the defaults). The difference is the clock drift " +
+		"tolerated: over one lease the leader's clock must not run slower than a follower's by more than it."},
+	"raft.read_consistency.allow_client_override": {text: "true lets a request ask for another policy than " +
+		"default_policy; false refuses such a request (etcd's serializable flag is always honoured). " +
+		"true or false."},
+	"raft.read_consistency.read_batching.size_threshold": {text: "Waiting reads that start a round at once, " +
+		"even while others are in flight. Integer, at least 1."},
+	"raft.read_consistency.read_batching.time_threshold_ms": {text: "Longest a read waits for its round to " +
+		"start, in milliseconds, while others are in flight. Integer, at least 1."},
+
 	"raft.watch.event_queue_size": {text: "Events the watch hub dispatches under one hold of its lock, and " +
 		"reads at once for a watcher catching up. Integer, at least 1."},
 	"raft.watch.watcher_buffer_size": {text: "Responses buffered per watcher; a watcher whose buffer is full " +
@@ -126,6 +154,11 @@ var keyDocs = map[string]doc{
 
 	"log.level":  {text: "Least severe level logged: \"debug\", \"info\", \"warn\" or \"error\"."},
 	"log.format": {text: "\"text\" (key=value pairs) or \"json\" (one object per line)."},
+
+	"metrics.address": {text: "Address of the metrics listener, HOST:PORT; port 0 picks a free port. " +
+		"Empty: no listener, and nothing is measured."},
+	"metrics.pprof": {text: "true also serves Go's profiles (net/http/pprof) under /debug/pprof/ on the " +
+		"metrics listener; it needs metrics.address. true or false."},
 }
 
 // docOf returns the description of a key.

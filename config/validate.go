@@ -150,6 +150,13 @@ func (c Config) Validate() error {
 	if f := strings.ToLower(c.Log.Format); f != "text" && f != "json" {
 		bad("log.format", q(c.Log.Format), `must be "text" or "json"`)
 	}
+	if a := c.Metrics.Address; a != "" {
+		if _, err := parseAddr(a, true); err != nil {
+			bad("metrics.address", q(a), "%v (or empty: no metrics listener)", err)
+		}
+	} else if c.Metrics.Pprof {
+		bad("metrics.pprof", "true", "needs metrics.address: pprof is served on the metrics listener")
+	}
 
 	// The engine's and the watch hub's own checks, on a copy in which the
 	// keys found bad above have their defaults (so as not to report them

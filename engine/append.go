@@ -29,6 +29,7 @@ func (e *Engine) runAppend() {
 		resps   []*raftpb.Message
 	)
 	diskFirst := e.cfg.Persistence.Strategy == DiskFirst
+	observe := e.cfg.FsyncObserver
 	hs := e.store.HardState()
 	term, vote := hs.GetTerm(), hs.GetVote()
 	for {
@@ -68,9 +69,16 @@ func (e *Engine) runAppend() {
 			}
 			updates = append(updates, u)
 		}
+		var start time.Time
+		if sync && observe != nil {
+			start = time.Now()
+		}
 		if err := e.store.Write(updates, sync); err != nil {
 			e.fail(fmt.Errorf("engine: persist log: %w", err))
 			return
+		}
+		if sync && observe != nil {
+			observe(time.Since(start))
 		}
 		last := must(e.store.LastIndex())
 		switch {
@@ -176,9 +184,17 @@ func (f *flusher) sync() {
 		return
 	}
 	target := f.last.Load()
+	observe := f.e.cfg.FsyncObserver
+	var start time.Time
+	if observe != nil {
+		start = time.Now()
+	}
 	if err := f.e.store.Sync(); err != nil {
 		f.e.fail(fmt.Errorf("engine: flush log: %w", err))
 		return
+	}
+	if observe != nil {
+		observe(time.Since(start))
 	}
 	if target > f.e.durable.Load() {
 		f.e.durable.Store(target)

@@ -41,7 +41,10 @@ type Config struct {
 	Raft        RaftConfig
 	Persistence PersistenceConfig
 	Snapshot    SnapshotConfig
-	Network     transport.NetworkOptions
+	// ReadConsistency is the read policy and its tuning
+	// ([raft.read_consistency]); see ReadPolicy.
+	ReadConsistency ReadConsistencyConfig
+	Network         transport.NetworkOptions
 	// Compression switches gzip per kind of peer traffic. Its zero value
 	// compresses nothing; DefaultConfig compresses snapshots.
 	Compression transport.Compression
@@ -56,6 +59,11 @@ type Config struct {
 	NewTransport func(snaps transport.SnapshotStore) (transport.Transport, error)
 	// Reporter receives the engine's events. Nil: none are built.
 	Reporter Reporter
+	// FsyncObserver, if set, is called with the duration of every synced
+	// write of the log (the write and its fsync: DiskFirst's log writer,
+	// MemFirst's flusher), on the goroutine that wrote, right after the
+	// write. It must be fast and never block. Nil: nothing is timed.
+	FsyncObserver func(time.Duration)
 	// Logger receives structured logs. Nil: slog.Default().
 	Logger *slog.Logger
 }
@@ -145,6 +153,7 @@ func (c *Config) setDefaults() {
 	if c.Snapshot.CatchUpMargin == 0 {
 		c.Snapshot.CatchUpMargin = 5000
 	}
+	c.ReadConsistency.setDefaults(c.Raft)
 	c.Network = c.Network.WithDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -182,6 +191,9 @@ func (c *Config) Validate() error {
 		return invalid("raft.snapshot.catch_up_margin = %d: must be at most 10 × threshold (%d)", c.Snapshot.CatchUpMargin, c.Snapshot.Threshold)
 	}
 	if err := c.Persistence.Validate(); err != nil {
+		return err
+	}
+	if err := c.ReadConsistency.validate(c.Raft); err != nil {
 		return err
 	}
 	if err := c.Network.Validate(); err != nil {

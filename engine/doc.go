@@ -40,6 +40,32 @@
 //     leader, and takes snapshots by policy; then it tells raft what it
 //     applied.
 //
+// # Reads
+//
+// The engine does not read the state machine; it tells when a read of it
+// may be served. ReadBarrier(ctx, policy) returns once a read of the local
+// state machine satisfies the policy ([raft.read_consistency]):
+//
+//   - LinearizableRead (the default): raft's ReadIndex. The raft loop
+//     batches reads into rounds: a read arriving when none is in flight
+//     starts one at once; reads arriving meanwhile wait for the next, which
+//     starts when the rounds in flight end, or alongside them once
+//     read_batching.size_threshold reads wait or the oldest has waited
+//     read_batching.time_threshold_ms. A follower gets the index from the
+//     leader (MsgReadIndex) and serves once it applied it.
+//   - LeaseRead: a leader that holds a lease serves at its commit index
+//     with no message. The lease lasts lease_duration_ms from the start of
+//     the quorum round that confirmed it, on the leader's monotonic clock;
+//     its safety assumes bounded clock drift: over one lease, the leader's
+//     clock runs slower than a voter's by less than (election_tick − 1) ×
+//     tick_ms − lease_duration_ms. Without a lease, and always on a
+//     follower, it is a LinearizableRead. See ReadPolicy for the exact
+//     guarantee and what drops a lease.
+//   - EventualConsistency: at once, from local state.
+//
+// ResolveReadPolicy applies the default and allow_client_override to the
+// policy a client asked for; ReadStats counts reads and rounds.
+//
 // # Persistence strategies
 //
 // DiskFirst and MemFirst are documented on their constants. Status reports

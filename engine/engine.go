@@ -117,6 +117,7 @@ type Engine struct {
 	repairTurn      int // rotates the voters asked to take over leadership
 	readyAskTicks   int // ticks before asking again for the leader's commit index
 	reads           readRounds
+	lease           leaseState // see lease_read.go
 
 	appliedWait appliedWaiters
 
@@ -158,6 +159,7 @@ func Start(cfg Config) (*Engine, error) {
 	if err := e.open(); err != nil {
 		return nil, err
 	}
+	e.initReads()
 	e.ev = newEvents(e.id, cfg.Reporter)
 	e.flush = newFlusher(e)
 	e.wg.Add(3)

@@ -371,7 +371,7 @@ func (e *Engine) applyConfChange(ent *raftpb.Entry) error {
 	}
 	wasMember := inConf(e.as.confState, e.id)
 	var cs *raftpb.ConfState
-	if err := e.withRaft(func(rn *raft.RawNode) { cs = rn.ApplyConfChange(cc) }); err != nil {
+	if err := e.withRaft(func(rn *raft.RawNode) { cs = rn.ApplyConfChange(cc); e.dropLease() }); err != nil {
 		return err
 	}
 	e.as.confState = cs

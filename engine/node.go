@@ -39,6 +39,8 @@ func (e *Engine) runRaft() {
 			f(rn)
 		case r := <-e.readc:
 			e.startRead(rn, r)
+		case <-e.reads.timer.C:
+			e.readTimer(rn)
 		case <-e.stopc:
 			return
 		}
@@ -72,6 +74,9 @@ func (e *Engine) runRaft() {
 			case raft.LocalApplyThread:
 				e.applyq.push(applyTask{msg: m})
 			default:
+				if m.GetType() == raftpb.MsgTimeoutNow {
+					e.leaseTransfer(m) // before the target can campaign
+				}
 				outbox = append(outbox, m)
 			}
 		}
@@ -92,6 +97,9 @@ func (e *Engine) step(rn *raft.RawNode, it *inboxItem) {
 		case raftpb.MsgHeartbeat:
 			e.checkLostTail(rn, m)
 		case raftpb.MsgVote, raftpb.MsgPreVote:
+			if e.holdVote(m) {
+				return // restarted within an election timeout: see lease_read.go
+			}
 			if e.recovering {
 				e.recoveringVote(rn, m)
 				return // abstain: see Engine.recovering
@@ -102,7 +110,9 @@ func (e *Engine) step(rn *raft.RawNode, it *inboxItem) {
 				return
 			}
 		case raftpb.MsgApp:
-			if e.diverged(m) {
+			// A deposed leader's late append (raft ignores it) may hold
+			// entries that never committed.
+			if m.GetTerm() >= rn.BasicStatus().GetTerm() && e.diverged(m) {
 				return
 			}
 		}
@@ -165,7 +175,15 @@ func (e *Engine) lostCommitted(m *raftpb.Message) {
 // longer has, and must stop rather than serve it.
 func (e *Engine) diverged(m *raftpb.Message) bool {
 	commit := e.commit.Load()
-	for _, ent := range m.GetEntries() {
+	ents := m.GetEntries()
+	if len(ents) == 0 || ents[0].GetIndex() > commit {
+		return false
+	}
+	// Only the stored log up to the stored commit index is known to hold
+	// the committed entries: raft may commit entries of its unstable log
+	// that still replace older ones on disk (AsyncStorageWrites).
+	commit = min(commit, e.store.HardState().GetCommit())
+	for _, ent := range ents {
 		if ent.GetIndex() > commit {
 			break
 		}
@@ -310,6 +328,7 @@ func (e *Engine) propose(rn *raft.RawNode, ps []*proposal) {
 }
 
 func (e *Engine) softStateChanged(prev, cur raft.SoftState, term uint64) {
+	e.dropLease()
 	if prev.RaftState != cur.RaftState {
 		e.ev.emit(Event{Type: EventRoleChanged, From: roleOf(prev.RaftState), To: roleOf(cur.RaftState), Term: term})
 		e.log.Debug("role changed", "from", roleOf(prev.RaftState), "to", roleOf(cur.RaftState), "term", term)

@@ -27,6 +27,8 @@ type Status struct {
 	Members map[uint64]string
 	// Progress is the leader's view of each follower (empty elsewhere).
 	Progress map[uint64]PeerProgress
+	// Reads counts reads by policy and ReadIndex rounds (ReadStats).
+	Reads ReadStats
 }
 
 // PeerProgress is the leader's view of one follower's log.
@@ -76,5 +78,6 @@ func (e *Engine) Status() Status {
 	st.Learners = slices.Clone(cs.GetLearners())
 	st.Joint = len(cs.GetVotersOutgoing()) > 0
 	st.Members = e.Members()
+	st.Reads = e.ReadStats()
 	return st
 }

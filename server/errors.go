@@ -55,13 +55,17 @@ var grpcErrors = []struct {
 	{context.Canceled, rpctypes.ErrGRPCCanceled},
 }
 
+// failedPrecondition lists the errors that refuse a request the server is
+// configured not to serve; they keep cairn's message.
+var failedPrecondition = []error{engine.ErrOverrideNotAllowed}
+
 // invalidArgument lists the errors that mean "your request is wrong": they
 // keep cairn's own message under codes.InvalidArgument.
 var invalidArgument = []error{
 	mvcc.ErrKeyTooLarge, mvcc.ErrValueTooLarge, mvcc.ErrInvalidRange, mvcc.ErrInvalidRevision,
 	mvcc.ErrInvalidCompare, kv.ErrBadRequest, lease.ErrInvalidID, watch.ErrInvalidRange,
 	watch.ErrInvalidRevision, engine.ErrNoAddress, engine.ErrInvalidChange, engine.ErrIDReused,
-	errBadRequest,
+	errBadRequest, engine.ErrUnknownReadPolicy,
 }
 
 var (
@@ -83,6 +87,11 @@ func toGRPC(err error) error {
 	for _, m := range grpcErrors {
 		if errors.Is(err, m.err) {
 			return m.grpc
+		}
+	}
+	for _, e := range failedPrecondition {
+		if errors.Is(err, e) {
+			return status.Error(codes.FailedPrecondition, err.Error())
 		}
 	}
 	for _, e := range invalidArgument {

@@ -27,9 +27,26 @@ func (s *Server) grpcOptions() []grpc.ServerOption {
 		// Stop waits for handlers, which use the node's storage, before
 		// the node closes it.
 		grpc.WaitForHandlers(true),
-		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
-		grpc.ChainStreamInterceptor(s.streamInterceptor),
+		grpc.ChainUnaryInterceptor(s.unaryInterceptors()...),
+		grpc.ChainStreamInterceptor(s.streamInterceptors()...),
 	}
+}
+
+// unaryInterceptors and streamInterceptors are the chains, outermost
+// first: the metrics' (when measured), which see the code the client gets,
+// then the server's own.
+func (s *Server) unaryInterceptors() []grpc.UnaryServerInterceptor {
+	if s.http == nil {
+		return []grpc.UnaryServerInterceptor{s.unaryInterceptor}
+	}
+	return []grpc.UnaryServerInterceptor{s.http.m.UnaryServerInterceptor(), s.unaryInterceptor}
+}
+
+func (s *Server) streamInterceptors() []grpc.StreamServerInterceptor {
+	if s.http == nil {
+		return []grpc.StreamServerInterceptor{s.streamInterceptor}
+	}
+	return []grpc.StreamServerInterceptor{s.http.m.StreamServerInterceptor(), s.streamInterceptor}
 }
 
 // register adds the etcd v3 services to g.

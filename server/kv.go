@@ -3,6 +3,12 @@ package server
 import (
 	"context"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/cairn-db/cairn/engine"
+
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -15,8 +21,35 @@ type kvServer struct {
 	s *Server
 }
 
+// ReadConsistencyKey is the gRPC metadata key through which a request
+// chooses its read policy: "linearizable", "lease" or "eventual" (or the
+// full names). Absent: the member's raft.read_consistency.default_policy.
+// etcd's serializable=true always means eventual.
+const ReadConsistencyKey = "cairn-read-consistency"
+
+// readPolicy is the policy the request's metadata asks for, "" for none.
+func readPolicy(ctx context.Context) (engine.ReadPolicy, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	v := md.Get(ReadConsistencyKey)
+	if len(v) == 0 {
+		return "", nil
+	}
+	if len(v) > 1 {
+		return "", status.Errorf(codes.InvalidArgument, "%s: %d values, want one", ReadConsistencyKey, len(v))
+	}
+	p, err := engine.ParseReadPolicy(v[0])
+	if err != nil {
+		return "", status.Errorf(codes.InvalidArgument, "%s: %v", ReadConsistencyKey, err)
+	}
+	return p, nil
+}
+
 func (k *kvServer) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResponse, error) {
-	resp, err := k.s.db.Range(ctx, req)
+	p, err := readPolicy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := k.s.db.RangeWithPolicy(ctx, req, p)
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ func (s *Server) Start() error {
 	if err := s.resolveMembership(&cfg); err != nil {
 		return err
 	}
+	s.initMetrics(&cfg)
 	db, err := cairn.Start(cfg)
 	if err != nil {
 		return err
@@ -30,11 +31,19 @@ func (s *Server) Start() error {
 		return fmt.Errorf("server: listen for clients on %s: %w", s.opts.ListenClient, err)
 	}
 	s.lis = lis
+	if err := s.startHTTP(); err != nil {
+		lis.Close()
+		db.Close()
+		return err
+	}
 	if s.opts.AdvertiseClient == "" {
 		s.opts.AdvertiseClient = "http://" + lis.Addr().String()
 	}
 	s.grpc = grpc.NewServer(s.grpcOptions()...)
 	s.register(s.grpc)
+	if s.http != nil {
+		s.http.m.InitializeGRPC(s.grpc)
+	}
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
@@ -99,6 +108,7 @@ func (s *Server) stop(cause error) {
 		if s.grpc != nil {
 			s.grpc.Stop()
 		}
+		s.stopHTTP() // before the node closes: scrapes read it
 		var err error
 		if s.db != nil {
 			err = s.db.Close()

@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"log/slog"
+	"net"
 
 	"github.com/cairn-db/cairn"
 )
@@ -47,6 +48,15 @@ type Options struct {
 	// CompressResponses gzips responses to clients that accept it
 	// ([raft.rpc_compression] client). Default off.
 	CompressResponses bool
+
+	// MetricsAddr is the address (host:port) of the HTTP listener that
+	// serves /metrics (Prometheus), /health and /ready ([metrics] address);
+	// port 0 picks a free port (see MetricsAddr). Default "": no listener,
+	// and nothing is measured.
+	MetricsAddr string
+	// Pprof also serves net/http/pprof under /debug/pprof/ on the metrics
+	// listener ([metrics] pprof). Default off.
+	Pprof bool
 
 	// Logger receives structured logs. Nil: DB.Engine.Logger, or slog.Default().
 	Logger *slog.Logger
@@ -102,6 +112,13 @@ func (o *Options) setDefaults() error {
 		if _, err := hostPort(o.AdvertiseClient); err != nil {
 			return fmt.Errorf("%w: cluster.advertise_client = %q: want a URL or host:port: %v", ErrInvalidOptions, o.AdvertiseClient, err)
 		}
+	}
+	if o.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(o.MetricsAddr); err != nil {
+			return fmt.Errorf("%w: metrics.address = %q: want host:port: %v", ErrInvalidOptions, o.MetricsAddr, err)
+		}
+	} else if o.Pprof {
+		return fmt.Errorf("%w: metrics.pprof = true needs metrics.address: pprof is served on the metrics listener", ErrInvalidOptions)
 	}
 	if len(o.InitialCluster) > 0 {
 		if _, ok := o.InitialCluster[o.Name]; !ok {

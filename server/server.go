@@ -23,6 +23,7 @@ type Server struct {
 	db   *cairn.DB
 	lis  net.Listener
 	grpc *grpc.Server
+	http *httpServer // the metrics listener (http.go); nil when MetricsAddr is ""
 
 	readyc chan struct{}
 	donec  chan struct{}

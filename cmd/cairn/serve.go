@@ -48,6 +48,7 @@ var serveFlags = []struct{ flag, key, usage string }{
 	{"join", "cluster.join", "client addresses of a running cluster to join, HOST:PORT,..."},
 	{"log-level", "log.level", "debug, info, warn or error"},
 	{"log-format", "log.format", "text or json"},
+	{"metrics-addr", "metrics.address", "HOST:PORT of the HTTP listener of /metrics, /health and /ready (default: none)"},
 }
 
 func newServeCmd(environ []string) *cobra.Command {
@@ -131,8 +132,12 @@ func serve(ctx context.Context, opts server.Options, sig <-chan os.Signal) error
 		select {
 		case <-ready:
 			ready = nil
-			log.Info("serving", "name", opts.Name, "client", srv.ClientAddr(),
-				"peer", srv.DB().Engine().PeerAddr(), "data_dir", opts.DB.Engine.DataDir)
+			attrs := []any{"name", opts.Name, "client", srv.ClientAddr(),
+				"peer", srv.DB().Engine().PeerAddr(), "data_dir", opts.DB.Engine.DataDir}
+			if a := srv.MetricsAddr(); a != "" {
+				attrs = append(attrs, "metrics", a)
+			}
+			log.Info("serving", attrs...)
 		case <-srv.Done():
 			if err := srv.Err(); err != nil {
 				return fmt.Errorf("member stopped: %w", err)
