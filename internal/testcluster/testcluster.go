@@ -58,6 +58,7 @@ type Cluster struct {
 	applied  map[uint64]applied // index -> the entry first applied there
 	crashed  map[uint64]bool    // nodes between their crash instant and their stop
 	excused  map[uint64]bool    // nodes whose applies no longer count (see Excuse)
+	lossy    bool               // committed entries may have been lost (see ForgetApplied)
 	problems []problem
 }
 
@@ -271,6 +272,7 @@ func (c *Cluster) ForgetApplied() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.applied = map[uint64]applied{}
+	c.lossy = true
 }
 
 // Excuse stops counting what node id applied: for a node that stopped with
@@ -408,11 +410,16 @@ func (c *Cluster) WaitApplied(index uint64, timeout time.Duration) {
 }
 
 // WaitConverged waits until every live node (see Alive) has applied the same index
-// with the same state hash.
+// with the same state hash. A running node that stopped on its own is not
+// live, and is left out, only if it was removed, or if it stopped with
+// engine.ErrDiverged after committed entries could be lost (ForgetApplied)
+// or was excused; any other such node fails the test with its error, which
+// is the real finding, rather than leaving tests to read its stale state.
 func (c *Cluster) WaitConverged(timeout time.Duration) {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
+		c.checkSelfStopped()
 		var first [2]uint64
 		same := true
 		for i, id := range c.Alive() {
@@ -435,6 +442,30 @@ func (c *Cluster) WaitConverged(timeout time.Duration) {
 			c.t.Fatalf("nodes did not converge within %v:%s", timeout, desc)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// checkSelfStopped fails the test for a running node that stopped on its own
+// for a reason the test did not allow for.
+func (c *Cluster) checkSelfStopped() {
+	c.t.Helper()
+	for _, id := range c.Running() {
+		e := c.engine(id)
+		if e == nil {
+			continue
+		}
+		select {
+		case <-e.Done():
+		default:
+			continue
+		}
+		err := e.Err()
+		c.mu.Lock()
+		allowed := c.excused[id] || c.lossy && errors.Is(err, engine.ErrDiverged)
+		c.mu.Unlock()
+		if err != nil && !errors.Is(err, engine.ErrRemoved) && !allowed {
+			c.t.Fatalf("node %d stopped on its own: %v", id, err)
+		}
 	}
 }
 
