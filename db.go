@@ -1,6 +1,7 @@
 package cairn
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -54,6 +56,10 @@ func Open(dir string) (*DB, error) {
 // Start starts a node with cfg and returns once it runs; Ready tells when it
 // has caught up with its cluster.
 func Start(cfg Config) (*DB, error) {
+	var events eventSink
+	if cfg.Engine.Reporter != nil {
+		events.wire(&cfg.KV.Watch)
+	}
 	sm := kv.New(cfg.KV)
 	cfg.Engine.StateMachine = sm
 	e, err := engine.Start(cfg.Engine)
@@ -61,6 +67,7 @@ func Start(cfg Config) (*DB, error) {
 		sm.Close()
 		return nil, err
 	}
+	events.e.Store(e)
 	c := cfg.Engine
 	db := &DB{
 		e: e, sm: sm, log: c.Logger,
@@ -73,6 +80,35 @@ func Start(cfg Config) (*DB, error) {
 	db.wg.Add(1)
 	go db.runLeases()
 	return db, nil
+}
+
+// eventSink reports the watch hub's events into the engine's sequence
+// (Engine.Report), so that the node's Reporter sees them numbered with the
+// engine's own. The hub exists before the engine (the engine opens the
+// state machine), so the engine is set once it runs; no watcher exists
+// before that.
+type eventSink struct{ e atomic.Pointer[engine.Engine] }
+
+// wire sets the hub's callbacks to report, keeping those already set: they
+// are called after, with their own copies of the slices.
+func (s *eventSink) wire(cfg *watch.Config) {
+	behind, compacted := cfg.OnFellBehind, cfg.OnCompacted
+	cfg.OnFellBehind = func(id int64, key, end []byte) {
+		if e := s.e.Load(); e != nil {
+			e.Report(engine.Event{Type: engine.EventWatcherFellBehind, Watcher: id, Key: key, RangeEnd: end})
+		}
+		if behind != nil {
+			behind(id, bytes.Clone(key), bytes.Clone(end))
+		}
+	}
+	cfg.OnCompacted = func(id, rev int64) {
+		if e := s.e.Load(); e != nil {
+			e.Report(engine.Event{Type: engine.EventWatcherCompacted, Watcher: id, CompactRevision: rev})
+		}
+		if compacted != nil {
+			compacted(id, rev)
+		}
+	}
 }
 
 // Engine is the node underneath, for membership and status.

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +31,7 @@ func (e *Engine) runAppend() {
 	)
 	diskFirst := e.cfg.Persistence.Strategy == DiskFirst
 	observe := e.cfg.FsyncObserver
+	timed := observe != nil || e.ev.enabled()
 	hs := e.store.HardState()
 	term, vote := hs.GetTerm(), hs.GetVote()
 	for {
@@ -70,20 +72,28 @@ func (e *Engine) runAppend() {
 			updates = append(updates, u)
 		}
 		var start time.Time
-		if sync && observe != nil {
+		if sync && timed {
 			start = time.Now()
 		}
 		if err := e.store.Write(updates, sync); err != nil {
 			e.fail(fmt.Errorf("engine: persist log: %w", err))
 			return
 		}
-		if sync && observe != nil {
-			observe(time.Since(start))
+		var took time.Duration
+		if sync && timed {
+			took = time.Since(start)
+			if observe != nil {
+				observe(took)
+			}
 		}
 		last := must(e.store.LastIndex())
 		switch {
 		case sync:
 			e.durable.Store(last)
+			e.synced(took, last)
+			if !diskFirst {
+				e.flush.checkLag()
+			}
 		case !diskFirst:
 			e.flush.written(last)
 		}
@@ -128,6 +138,14 @@ func (e *Engine) deliver(resps []*raftpb.Message) {
 	}
 }
 
+// synced reports a synced write of the log up to index that took d, if it
+// was slow (EventSlowFsync). d is 0 when nobody wants it timed.
+func (e *Engine) synced(d time.Duration, index uint64) {
+	if d > e.cfg.SlowFsyncThreshold && e.ev.enabled() {
+		e.ev.emit(Event{Type: EventSlowFsync, Duration: d, SlowThreshold: e.cfg.SlowFsyncThreshold, Index: index})
+	}
+}
+
 // flusher makes MemFirst writes durable according to the flush policy.
 // It is nil under DiskFirst, where every write is synced by the log writer.
 type flusher struct {
@@ -136,6 +154,38 @@ type flusher struct {
 	last    atomic.Uint64 // last index written without sync
 	pending atomic.Int64  // entries written since the last flush started
 	kick    chan struct{}
+
+	// lagMu orders the flush lag checks of the log writer and the flusher,
+	// so that EventFlushLagHigh and EventFlushLagNormal alternate.
+	lagMu   sync.Mutex
+	lagHigh bool // EventFlushLagHigh was the last reported
+}
+
+// checkLag reports the flush lag crossing Config.FlushLagThreshold upwards
+// (EventFlushLagHigh), and coming back to half of it or less
+// (EventFlushLagNormal): the hysteresis keeps a lag that hovers around the
+// threshold from reporting at every write and flush.
+func (f *flusher) checkLag() {
+	e := f.e
+	if !e.ev.enabled() {
+		return
+	}
+	f.lagMu.Lock()
+	defer f.lagMu.Unlock()
+	last, durable := f.last.Load(), e.durable.Load()
+	var lag uint64
+	if last > durable {
+		lag = last - durable
+	}
+	th := e.cfg.FlushLagThreshold
+	switch {
+	case !f.lagHigh && lag > th:
+		f.lagHigh = true
+		e.ev.emit(Event{Type: EventFlushLagHigh, Lag: lag, LagThreshold: th, Index: last})
+	case f.lagHigh && lag <= th/2:
+		f.lagHigh = false
+		e.ev.emit(Event{Type: EventFlushLagNormal, Lag: lag, LagThreshold: th, Index: durable})
+	}
 }
 
 func newFlusher(e *Engine) *flusher {
@@ -158,6 +208,7 @@ func (f *flusher) written(last uint64) {
 		default:
 		}
 	}
+	f.checkLag()
 }
 
 func (f *flusher) run() {
@@ -185,18 +236,25 @@ func (f *flusher) sync() {
 	}
 	target := f.last.Load()
 	observe := f.e.cfg.FsyncObserver
+	timed := observe != nil || f.e.ev.enabled()
 	var start time.Time
-	if observe != nil {
+	if timed {
 		start = time.Now()
 	}
 	if err := f.e.store.Sync(); err != nil {
 		f.e.fail(fmt.Errorf("engine: flush log: %w", err))
 		return
 	}
-	if observe != nil {
-		observe(time.Since(start))
+	var took time.Duration
+	if timed {
+		took = time.Since(start)
+		if observe != nil {
+			observe(took)
+		}
 	}
 	if target > f.e.durable.Load() {
 		f.e.durable.Store(target)
 	}
+	f.e.synced(took, target)
+	f.checkLag()
 }

@@ -35,6 +35,7 @@ type applyState struct {
 func (e *Engine) runApply() {
 	defer e.wg.Done()
 	var tasks []applyTask
+	reported := e.as.index // the last index EventApplied reported
 	for {
 		select {
 		case <-e.applyq.notify:
@@ -60,6 +61,12 @@ func (e *Engine) runApply() {
 			e.deliver(t.msg.GetResponses())
 		}
 		clear(tasks)
+		if st := &e.as; st.index > reported {
+			reported = st.index
+			if e.ev.enabled() {
+				e.ev.emit(Event{Type: EventApplied, Index: st.index, Term: st.term})
+			}
+		}
 		e.maybeSnapshot()
 	}
 }
@@ -177,7 +184,9 @@ func (e *Engine) installSnapshot(snap *raftpb.Snapshot) error {
 	e.members.setConf(st.confState)
 	e.applied.Store(st.index)
 	e.appliedWait.notify(st.index)
-	e.ev.emit(Event{Type: EventSnapshotInstalled, Index: meta.GetIndex(), Bytes: f.DataSize(), Duration: time.Since(start)})
+	if e.ev.enabled() {
+		e.ev.emit(Event{Type: EventSnapshotInstalled, Index: meta.GetIndex(), Term: meta.GetTerm(), Bytes: f.DataSize(), Duration: time.Since(start)})
+	}
 	e.log.Info("snapshot installed", "index", meta.GetIndex(), "bytes", f.DataSize(), "took", time.Since(start))
 	e.checkReady()
 	return nil

@@ -59,6 +59,22 @@ type Config struct {
 	NewTransport func(snaps transport.SnapshotStore) (transport.Transport, error)
 	// Reporter receives the engine's events. Nil: none are built.
 	Reporter Reporter
+	// FlushLagThreshold is the MemFirst flush lag, in entries (last index −
+	// durable index), over which EventFlushLagHigh is reported; once the lag
+	// is back to half of it or less, EventFlushLagNormal is. Default: 4 ×
+	// the flush policy's Batch threshold (4000 with the default policy),
+	// 4000 under "Immediate": well above the lag the policy lets build up
+	// in normal operation, so that the event means the flusher cannot keep
+	// up with the writes.
+	FlushLagThreshold uint64
+	// SlowFsyncThreshold is the duration of a synced write of the log (the
+	// write and its fsync, as FsyncObserver times it) over which
+	// EventSlowFsync is reported. Default 100 ms: a tenth of the default
+	// election timeout, and far beyond what a healthy SSD needs (a few ms).
+	// etcd logs a warning at 1 s for its WAL's fsync; an event is cheap and
+	// discrete, so cairn reports earlier, when a disk slows commits enough
+	// to matter but well before it threatens leadership.
+	SlowFsyncThreshold time.Duration
 	// FsyncObserver, if set, is called with the duration of every synced
 	// write of the log (the write and its fsync: DiskFirst's log writer,
 	// MemFirst's flusher), on the goroutine that wrote, right after the
@@ -106,6 +122,9 @@ type SnapshotConfig struct {
 	CatchUpMargin uint64 `toml:"catch_up_margin"`
 }
 
+// DefaultSlowFsyncThreshold is Config.SlowFsyncThreshold's default.
+const DefaultSlowFsyncThreshold = 100 * time.Millisecond
+
 // DefaultConfig returns a configuration that runs a one-node cluster on a
 // laptop; DataDir and StateMachine still need setting.
 func DefaultConfig() Config {
@@ -147,6 +166,15 @@ func (c *Config) setDefaults() {
 	if c.Persistence.FlushPolicy == (FlushPolicy{}) {
 		c.Persistence.FlushPolicy = DefaultFlushPolicy()
 	}
+	if c.FlushLagThreshold == 0 {
+		c.FlushLagThreshold = 4000
+		if fp := c.Persistence.FlushPolicy; !fp.Immediate && fp.Threshold > 0 {
+			c.FlushLagThreshold = 4 * uint64(fp.Threshold)
+		}
+	}
+	if c.SlowFsyncThreshold == 0 {
+		c.SlowFsyncThreshold = DefaultSlowFsyncThreshold
+	}
 	if c.Snapshot.Threshold == 0 {
 		c.Snapshot.Threshold = 10000
 	}
@@ -187,6 +215,8 @@ func (c *Config) Validate() error {
 		return invalid("raft.max_inflight_msgs = %d: must be at least 1", c.Raft.MaxInflightMsgs)
 	case c.Raft.MaxProposalBytes < 1:
 		return invalid("raft.max_proposal_bytes = %d: must be at least 1", c.Raft.MaxProposalBytes)
+	case c.SlowFsyncThreshold < 0:
+		return invalid("slow fsync threshold = %v: must not be negative", c.SlowFsyncThreshold)
 	case c.Snapshot.CatchUpMargin > c.Snapshot.Threshold*10:
 		return invalid("raft.snapshot.catch_up_margin = %d: must be at most 10 × threshold (%d)", c.Snapshot.CatchUpMargin, c.Snapshot.Threshold)
 	}

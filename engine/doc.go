@@ -71,6 +71,28 @@
 // DiskFirst and MemFirst are documented on their constants. Status reports
 // the durable index and the flush lag.
 //
+// # Events and Status
+//
+// A Reporter (Config.Reporter) receives the node's events: discrete, typed
+// (EventType lists them with their fields), numbered in one sequence per
+// node and timed. Term, role, leader and commit changes come from the raft
+// loop (one EventCommitted per Ready that advances the commit index),
+// EventApplied from the apply loop (one per batch), snapshots from the
+// goroutines that create, install, send and receive them, slow fsyncs and
+// the MemFirst flush lag crossing Config.FlushLagThreshold from the log
+// writer and the flusher, connection changes from the transport
+// (transport.Handler.PeerState), and the layers above add theirs through
+// Engine.Report (the DB: watchers that fell behind or were canceled by
+// compaction). Emitting never blocks: events wait for the reporter's
+// goroutine in a bounded queue, and those that do not fit are counted and
+// reported as one EventEventsDropped whose Count is exactly the gap in the
+// sequence before it. With no Reporter, no event is built.
+//
+// Status is a plain struct: the node's role, term, leader, indexes,
+// membership, the leader's view of each follower, read counters, and the
+// health of each connection class to each peer as the transport reported
+// it.
+//
 // # Snapshots and compaction
 //
 // After Snapshot.Threshold applied entries (or a membership change), the

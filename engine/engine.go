@@ -105,6 +105,7 @@ type Engine struct {
 	applied atomic.Uint64
 	durable atomic.Uint64
 	commit  atomic.Uint64
+	conns   connStates // the transport's reports of its connections
 
 	// Owned by the raft loop: MemFirst recovery after a crash.
 	recovering      bool // abstain from elections until a leader is heard from
@@ -156,11 +157,13 @@ func Start(cfg Config) (*Engine, error) {
 	e.waiters.m = map[uint64]chan result{}
 	e.seq.Store(uint64(time.Now().UnixNano()))
 	e.leader.init()
+	// Before the transport starts: it reports connection states at once.
+	e.ev = newEvents(e.id, cfg.Reporter)
 	if err := e.open(); err != nil {
+		e.ev.stop()
 		return nil, err
 	}
 	e.initReads()
-	e.ev = newEvents(e.id, cfg.Reporter)
 	e.flush = newFlusher(e)
 	e.wg.Add(3)
 	go e.runRaft()
@@ -370,6 +373,26 @@ func (h handler) Deliver(m *raftpb.Message)   { h.e.inbox.push(inboxItem{msg: m}
 func (h handler) ReportUnreachable(id uint64) { h.e.inbox.push(inboxItem{unreachable: id}) }
 func (h handler) ReportSnapshot(id uint64, ok bool) {
 	h.e.inbox.push(inboxItem{snapshotTo: id, snapshotOK: ok})
+}
+
+// PeerState records the connection's state for Status and reports a change
+// as an event. Raft itself needs nothing: it hears of lost messages through
+// ReportUnreachable.
+func (h handler) PeerState(id uint64, c transport.Class, up bool) {
+	h.e.conns.report(h.e.ev, id, c, up)
+}
+
+// SnapshotTransferred reports a snapshot transfer as an event.
+func (h handler) SnapshotTransferred(x transport.SnapshotTransfer) {
+	e := h.e
+	if !e.ev.enabled() {
+		return
+	}
+	t := EventSnapshotSent
+	if x.Received {
+		t = EventSnapshotReceived
+	}
+	e.ev.emit(Event{Type: t, Peer: x.Peer, Index: x.Index, Term: x.Term, Bytes: x.Bytes, Duration: x.Duration})
 }
 
 // inboxItem is one thing for the raft loop to step: a message, or a report.

@@ -319,6 +319,7 @@ func (e *Engine) restoreMembership(ctx []byte) error {
 	for id := range old {
 		if _, ok := addrs[id]; !ok && id != e.id {
 			e.tr.RemovePeer(id)
+			e.conns.forget(id)
 		}
 	}
 	for id, addr := range addrs {
@@ -378,6 +379,7 @@ func (e *Engine) applyConfChange(ent *raftpb.Entry) error {
 	for _, id := range e.members.apply(changes, cs) {
 		if id != e.id {
 			e.tr.RemovePeer(id)
+			e.conns.forget(id)
 		}
 	}
 	for _, c := range changes {
@@ -385,7 +387,10 @@ func (e *Engine) applyConfChange(ent *raftpb.Entry) error {
 			e.tr.AddPeer(c.ID, c.Addr)
 		}
 	}
-	e.ev.emit(Event{Type: EventMembershipChanged, Index: ent.GetIndex(), Voters: cs.GetVoters(), Learners: cs.GetLearners()})
+	if e.ev.enabled() {
+		e.ev.emit(Event{Type: EventMembershipChanged, Index: ent.GetIndex(),
+			Voters: slices.Clone(cs.GetVoters()), Learners: slices.Clone(cs.GetLearners())})
+	}
 	e.members.setConf(cs)
 	if ctx.Node == e.id && ctx.Seq != 0 {
 		e.waiters.resolve(ctx.Seq, result{})

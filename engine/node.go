@@ -21,6 +21,7 @@ func (e *Engine) runRaft() {
 		inbox  []inboxItem
 		soft   = raft.SoftState{}
 		outbox []*raftpb.Message
+		term   = e.store.HardState().GetTerm() // the last term reported
 	)
 	rn := e.rn
 	for {
@@ -48,12 +49,22 @@ func (e *Engine) runRaft() {
 			continue
 		}
 		rd := rn.Ready()
+		if hs := rd.HardState; hs != nil && hs.GetTerm() != term {
+			term = hs.GetTerm()
+			if e.ev.enabled() {
+				e.ev.emit(Event{Type: EventTermChanged, Term: term})
+			}
+		}
 		if rd.SoftState != nil && *rd.SoftState != soft {
 			e.softStateChanged(soft, *rd.SoftState, rn.BasicStatus().GetTerm())
 			soft = *rd.SoftState
 		}
 		if hs := rd.HardState; hs != nil && hs.GetCommit() > 0 {
-			e.commit.Store(hs.GetCommit())
+			// Before the entries go to the apply loop: EventCommitted
+			// precedes the EventApplied of the same entries.
+			if prev := e.commit.Swap(hs.GetCommit()); hs.GetCommit() > prev && e.ev.enabled() {
+				e.ev.emit(Event{Type: EventCommitted, Index: hs.GetCommit(), Term: hs.GetTerm()})
+			}
 		}
 		for _, rs := range rd.ReadStates {
 			if string(rs.RequestCtx) == readyCtx {
@@ -323,18 +334,24 @@ func (e *Engine) propose(rn *raft.RawNode, ps []*proposal) {
 		for _, p := range ps {
 			e.waiters.resolve(p.seq, result{err: ErrProposalDropped})
 		}
-		e.ev.emit(Event{Type: EventProposalDropped, Count: uint64(len(ps)), Reason: err.Error()})
+		if e.ev.enabled() {
+			e.ev.emit(Event{Type: EventProposalDropped, Count: uint64(len(ps)), Reason: err.Error()})
+		}
 	}
 }
 
 func (e *Engine) softStateChanged(prev, cur raft.SoftState, term uint64) {
 	e.dropLease()
 	if prev.RaftState != cur.RaftState {
-		e.ev.emit(Event{Type: EventRoleChanged, From: roleOf(prev.RaftState), To: roleOf(cur.RaftState), Term: term})
+		if e.ev.enabled() {
+			e.ev.emit(Event{Type: EventRoleChanged, From: roleOf(prev.RaftState), To: roleOf(cur.RaftState), Term: term})
+		}
 		e.log.Debug("role changed", "from", roleOf(prev.RaftState), "to", roleOf(cur.RaftState), "term", term)
 	}
 	if prev.Lead != cur.Lead {
-		e.ev.emit(Event{Type: EventLeaderChanged, Leader: cur.Lead, Term: term})
+		if e.ev.enabled() {
+			e.ev.emit(Event{Type: EventLeaderChanged, Leader: cur.Lead, Term: term})
+		}
 		if cur.Lead != raft.None {
 			e.log.Info("leader elected", "leader", cur.Lead, "term", term)
 		}

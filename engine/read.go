@@ -335,6 +335,9 @@ func (e *Engine) tickReads(rn *raft.RawNode) {
 	clear(rr.rounds[len(kept):])
 	rr.rounds = kept
 	if len(retry) > 0 {
+		if e.ev.enabled() {
+			e.ev.emit(Event{Type: EventReadIndexTimedOut, Count: uint64(len(retry))})
+		}
 		e.startRound(rn, roundRetry, append(retry, rr.takePending()...))
 	}
 }

@@ -71,7 +71,9 @@ func (e *Engine) writeSnapshot(meta *raftpb.SnapshotMetadata, members []byte, vi
 			return err
 		}
 	}
-	e.ev.emit(Event{Type: EventSnapshotCreated, Index: meta.GetIndex(), Bytes: n, Duration: time.Since(start)})
+	if e.ev.enabled() {
+		e.ev.emit(Event{Type: EventSnapshotCreated, Index: meta.GetIndex(), Term: meta.GetTerm(), Bytes: n, Duration: time.Since(start)})
+	}
 	e.log.Debug("snapshot created", "index", meta.GetIndex(), "bytes", n, "took", time.Since(start))
 	return nil
 }

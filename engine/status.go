@@ -2,8 +2,12 @@ package engine
 
 import (
 	"slices"
+	"sync"
+	"time"
 
 	"go.etcd.io/raft/v3"
+
+	"github.com/cairn-db/cairn/transport"
 )
 
 // Status is a plain snapshot of a node's state.
@@ -29,6 +33,48 @@ type Status struct {
 	Progress map[uint64]PeerProgress
 	// Reads counts reads by policy and ReadIndex rounds (ReadStats).
 	Reads ReadStats
+	// Connections is the health of this node's connections to every other
+	// member (of Members), per class, as the transport reported it.
+	Connections map[uint64]PeerConnections
+}
+
+// PeerConnections is the health of the connections to one peer, one per
+// class.
+type PeerConnections struct {
+	Control, Data, Bulk ConnHealth
+}
+
+// Class returns the health of class c.
+func (p PeerConnections) Class(c transport.Class) ConnHealth {
+	switch c {
+	case transport.Control:
+		return p.Control
+	case transport.Data:
+		return p.Data
+	default:
+		return p.Bulk
+	}
+}
+
+func (p *PeerConnections) class(c transport.Class) *ConnHealth {
+	switch c {
+	case transport.Control:
+		return &p.Control
+	case transport.Data:
+		return &p.Data
+	default:
+		return &p.Bulk
+	}
+}
+
+// ConnHealth is the state of one connection class to one peer, from the
+// transport's reports (transport.Handler.PeerState).
+type ConnHealth struct {
+	// Up is the state last reported; true before any report.
+	Up bool
+	// Since is when the transport reported that state; zero before any
+	// report.
+	Since time.Time
 }
 
 // PeerProgress is the leader's view of one follower's log.
@@ -79,5 +125,77 @@ func (e *Engine) Status() Status {
 	st.Joint = len(cs.GetVotersOutgoing()) > 0
 	st.Members = e.Members()
 	st.Reads = e.ReadStats()
+	st.Connections = e.conns.status(e.id, st.Members)
 	return st
+}
+
+// connStates keeps what the transport reported of each peer's connections.
+// The transport's goroutines write it; Status reads it.
+type connStates struct {
+	mu sync.Mutex
+	m  map[uint64]*PeerConnections // peers with at least one report
+}
+
+// report records that the connection of class c to peer id went up or
+// down, and emits the event it is worth, under the lock so that events
+// follow the order of the reports: EventPeerUnreachable when a connection
+// up (or never reported) goes down, EventPeerReachable when one reported
+// down comes back; none for a repeated state, or for a first report of a
+// connection up.
+func (cs *connStates) report(ev *events, id uint64, c transport.Class, up bool) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if t := cs.reportLocked(id, c, up, time.Now()); t != 0 && ev.enabled() {
+		ev.emit(Event{Type: t, Peer: id, Class: c})
+	}
+}
+
+func (cs *connStates) reportLocked(id uint64, c transport.Class, up bool, now time.Time) EventType {
+	if cs.m == nil {
+		cs.m = map[uint64]*PeerConnections{}
+	}
+	p := cs.m[id]
+	if p == nil {
+		p = &PeerConnections{Control: ConnHealth{Up: true}, Data: ConnHealth{Up: true}, Bulk: ConnHealth{Up: true}}
+		cs.m[id] = p
+	}
+	h := p.class(c)
+	known := !h.Since.IsZero()
+	if known && h.Up == up {
+		return 0
+	}
+	wasUp := h.Up
+	*h = ConnHealth{Up: up, Since: now}
+	switch {
+	case !up && wasUp:
+		return EventPeerUnreachable
+	case up && !wasUp:
+		return EventPeerReachable
+	}
+	return 0
+}
+
+// forget drops what was reported of a peer that left the transport.
+func (cs *connStates) forget(id uint64) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	delete(cs.m, id)
+}
+
+// status returns the health of every member's connections but self's.
+func (cs *connStates) status(self uint64, members map[uint64]string) map[uint64]PeerConnections {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	out := make(map[uint64]PeerConnections, len(members))
+	for id := range members {
+		if id == self {
+			continue
+		}
+		if p := cs.m[id]; p != nil {
+			out[id] = *p
+		} else {
+			out[id] = PeerConnections{Control: ConnHealth{Up: true}, Data: ConnHealth{Up: true}, Bulk: ConnHealth{Up: true}}
+		}
+	}
+	return out
 }

@@ -71,11 +71,8 @@ func (sm *StateMachine) UseStorage(db *pebble.DB) error {
 	if err := sm.alarms.load(db); err != nil {
 		return err
 	}
-	cfg := sm.opts.Watch
-	if cfg == (watch.Config{}) {
-		cfg = watch.DefaultConfig()
-	}
-	hub, err := watch.New(history{s: store, mu: &sm.restoring}, cfg)
+	// watch.New fills in the defaults of the zero fields.
+	hub, err := watch.New(history{s: store, mu: &sm.restoring}, sm.opts.Watch)
 	if err != nil {
 		return err
 	}

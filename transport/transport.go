@@ -16,7 +16,9 @@
 // message that does not fit is dropped and reported through
 // Handler.ReportUnreachable, which is how the raft library expects a lossy
 // network to behave (it retries). A snapshot's outcome is always reported
-// through Handler.ReportSnapshot.
+// through Handler.ReportSnapshot. The state of the connections is reported
+// through Handler.PeerState, and successful snapshot transfers through
+// Handler.SnapshotTransferred, for observation.
 //
 // Two implementations exist: grpcnet, for real clusters, and memnet, an
 // in-memory network for tests that also injects faults (partitions, drops,
@@ -26,6 +28,7 @@ package transport
 import (
 	"errors"
 	"io"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -97,6 +100,32 @@ type Handler interface {
 	// ReportSnapshot tells the raft node whether the snapshot it sent to peer
 	// id was delivered (ok) or failed and must be retried.
 	ReportSnapshot(id uint64, ok bool)
+	// PeerState tells that the connection of class c to peer id went down
+	// (up false: it failed, or could not be established) or came up. It is
+	// for observation (status, events); raft learns of lost messages through
+	// ReportUnreachable. Reports of one peer and class come in order, on
+	// changes; a transport may also report a connection's first success
+	// (up), and repeat a state. A transport without connections reports
+	// what stands for them (memnet: the cuts of its links).
+	PeerState(id uint64, c Class, up bool)
+	// SnapshotTransferred describes a snapshot transfer that succeeded, on
+	// both sides: on the sender before its ReportSnapshot(true), on the
+	// receiver before the MsgSnap is delivered. It is for observation.
+	SnapshotTransferred(x SnapshotTransfer)
+}
+
+// SnapshotTransfer describes one successful snapshot transfer.
+type SnapshotTransfer struct {
+	// Peer is the receiver when Received is false, else the sender.
+	Peer     uint64
+	Received bool
+	// Term and Index name the snapshot.
+	Term, Index uint64
+	// Bytes is what this transfer moved: the snapshot file's bytes, less
+	// those an interrupted earlier transfer had delivered already.
+	Bytes int64
+	// Duration is the transfer's, from opening the stream to its end.
+	Duration time.Duration
 }
 
 // SnapshotStore gives the transport access to snapshot data on disk, so that

@@ -135,6 +135,8 @@ func (h *Hub) cancel(w *Watcher, err error) {
 	h.mu.Unlock()
 	if !compacted {
 		h.cfg.Logger.Warn("watch: watcher canceled", "id", w.id, "err", err)
+	} else if h.cfg.OnCompacted != nil {
+		h.cfg.OnCompacted(w.id, rev)
 	}
 	h.deliver(w, final) // gives up only if the reader closes w or the hub stops
 	h.mu.Lock()

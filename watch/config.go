@@ -44,6 +44,19 @@ type Config struct {
 
 	// Logger receives the hub's warnings. Nil: slog.Default().
 	Logger *slog.Logger `toml:"-"`
+
+	// OnFellBehind, if set, is told of every watcher moved off the live
+	// path because its buffer could not take what it was due (counted in
+	// Stats.Overflows): its id and what it watches, as etcd's range: key
+	// alone (end nil), [key, end), or every key from key on (end "\x00").
+	// OnCompacted, if set, is told of every watcher canceled because
+	// revisions it needed were compacted (Stats.Compacted): its id and the
+	// compact revision. They are called on the hub's goroutines (the
+	// notifier's, a catching-up watcher's, the progress loop's), never with
+	// the hub's lock held; they must return quickly and may not call the
+	// hub. They own the slices they are given.
+	OnFellBehind func(id int64, key, end []byte)  `toml:"-"`
+	OnCompacted  func(id int64, compactRev int64) `toml:"-"`
 }
 
 // Defaults of Config.

@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -37,8 +38,32 @@ type Hub struct {
 		matched  []*group
 		touched  []*group
 		overflow []*Watcher
-		skipped  []skip // resyncs to log once the lock is released
+		skipped  []skip      // resyncs to log once the lock is released
+		behind   []behindMsg // OnFellBehind calls to make once the lock is released
 	}
+}
+
+// behindMsg is an OnFellBehind call to make.
+type behindMsg struct {
+	id       int64
+	key, end []byte
+}
+
+// fellBehindLocked counts synced w's overflow and records it for
+// Config.OnFellBehind; the caller then moves w off the live path.
+func (h *Hub) fellBehindLocked(w *Watcher) {
+	h.mu.stats.Overflows++
+	if h.cfg.OnFellBehind == nil {
+		return
+	}
+	m := behindMsg{id: w.id, key: bytes.Clone(w.rng.key)}
+	switch {
+	case w.rng.fromKey:
+		m.end = []byte{0}
+	case w.rng.end != nil:
+		m.end = bytes.Clone(w.rng.end)
+	}
+	h.mu.behind = append(h.mu.behind, m)
 }
 
 // Stats is a snapshot of the hub's state and counters.
@@ -229,7 +254,7 @@ func (h *Hub) sendProgressLocked(w *Watcher) {
 	case w.ch <- Response{WatchID: w.id, Revision: h.mu.rev, ProgressNotify: true}:
 	default:
 		w.progressPending = true
-		h.mu.stats.Overflows++
+		h.fellBehindLocked(w)
 		h.unsyncLocked(w, h.effectiveNextLocked(w))
 	}
 }

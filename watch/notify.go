@@ -145,7 +145,7 @@ func (h *Hub) dispatchLocked(revs []Revision) {
 	h.mu.rev = last
 	// Moved only now: deliverLocked iterates the groups they leave.
 	for _, w := range overflow {
-		h.mu.stats.Overflows++
+		h.fellBehindLocked(w)
 		h.unsyncLocked(w, max(w.next, first))
 	}
 	clear(touched)
@@ -214,14 +214,18 @@ type skip struct {
 	synced   int
 }
 
-// unlockAndLog releases the hub's lock, then logs the resyncs made under it:
-// no I/O under the lock.
+// unlockAndLog releases the hub's lock, then logs the resyncs made under it
+// and tells Config.OnFellBehind of the watchers that overflowed: no I/O nor
+// callback under the lock.
 func (h *Hub) unlockAndLog() {
-	skipped := h.mu.skipped
-	h.mu.skipped = nil
+	skipped, behind := h.mu.skipped, h.mu.behind
+	h.mu.skipped, h.mu.behind = nil, nil
 	h.mu.Unlock()
 	for _, s := range skipped {
 		h.cfg.Logger.Warn("watch: revisions skipped; synced watchers catch up from history",
 			"from", s.from, "to", s.to, "synced_watchers", s.synced)
+	}
+	for _, b := range behind {
+		h.cfg.OnFellBehind(b.id, b.key, b.end)
 	}
 }

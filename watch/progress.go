@@ -23,7 +23,7 @@ func (h *Hub) progressLoop(every time.Duration) {
 // the events it vouches for.
 func (h *Hub) progressTick() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlockAndLog()
 	for w := range h.mu.progress {
 		if !w.syncing {
 			h.sendProgressLocked(w)

@@ -68,7 +68,7 @@ func (w *Watcher) Close() { w.closeWith(ErrClosed) }
 func (w *Watcher) RequestProgress() {
 	h := w.hub
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlockAndLog()
 	if w.done {
 		return
 	}

@@ -31,6 +31,13 @@
 // transport spin. A broken stream is reopened with exponential backoff; the
 // messages that arrive meanwhile are dropped and reported the same way.
 //
+// Handler.PeerState follows the streams: a class is reported up when its
+// stream to the peer first opens and when it reopens after a failure, and
+// down when it fails (the "stream to peer down" and "up" of the logs). Bulk
+// keeps no stream open: its state is that of the latest snapshot transfer
+// (down when the stream failed, not when the local snapshot store did).
+// The peer's own shutdown (RemovePeer, Close) reports nothing.
+//
 // # Snapshots
 //
 // Each MsgSnap is sent by its own goroutine, at most Bulk.ConcurrencyLimit at
@@ -41,7 +48,10 @@
 // them and streams the rest in chunks, each carrying the CRC-32C of its
 // bytes. The receiver writes only verified chunks, commits the snapshot,
 // delivers the MsgSnap to its Handler, and answers done. The sender reports
-// the outcome with Handler.ReportSnapshot exactly once per MsgSnap.
+// the outcome with Handler.ReportSnapshot exactly once per MsgSnap. Both ends
+// describe a successful transfer (bytes moved, duration) through
+// Handler.SnapshotTransferred: the receiver before Deliver, the sender before
+// ReportSnapshot.
 //
 // # Receiving
 //

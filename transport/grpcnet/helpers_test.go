@@ -32,6 +32,8 @@ type recorder struct {
 	delivered   []*raftpb.Message
 	unreachable map[uint64]int
 	snapshots   []snapshotReport
+	states      []peerState
+	transfers   []transport.SnapshotTransfer
 	// onDeliver, when set, runs inside Deliver (before the message is kept).
 	onDeliver func(m *raftpb.Message)
 	// discard, when set, keeps no delivered message (for benchmarks).
@@ -67,6 +69,37 @@ func (r *recorder) ReportSnapshot(id uint64, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.snapshots = append(r.snapshots, snapshotReport{id, ok})
+}
+
+// peerState is one Handler.PeerState call.
+type peerState struct {
+	peer  uint64
+	class transport.Class
+	up    bool
+}
+
+func (r *recorder) PeerState(id uint64, c transport.Class, up bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.states = append(r.states, peerState{id, c, up})
+}
+
+func (r *recorder) SnapshotTransferred(x transport.SnapshotTransfer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.transfers = append(r.transfers, x)
+}
+
+func (r *recorder) peerStates() []peerState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]peerState(nil), r.states...)
+}
+
+func (r *recorder) snapshotTransfers() []transport.SnapshotTransfer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]transport.SnapshotTransfer(nil), r.transfers...)
 }
 
 // messages returns the delivered messages of class c, in delivery order.

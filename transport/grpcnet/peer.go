@@ -53,6 +53,9 @@ type peer struct {
 		stopped bool
 		// snapshots counts the MsgSnap accepted and not yet reported.
 		snapshots int
+		// bulkReported and bulkUp are the Bulk class's state as last
+		// reported to the handler (PeerState), from snapshot transfers.
+		bulkReported, bulkUp bool
 	}
 }
 
@@ -120,6 +123,7 @@ func (p *peer) runStream(c transport.Class) {
 		retry time.Duration
 		next  *raftpb.Message // taken from q but left out of the last batch
 		down  bool            // logged as down; the next success is logged
+		known bool            // a state was reported to the handler
 	)
 	defer func() {
 		if s != nil {
@@ -137,6 +141,10 @@ func (p *peer) runStream(c transport.Class) {
 		if !down {
 			log.Warn("grpcnet: stream to peer down", "err", err)
 			down = true
+			if p.ctx.Err() == nil { // not the peer's own shutdown
+				p.t.handler().PeerState(p.id, c, false)
+				known = true
+			}
 		} else {
 			log.Debug("grpcnet: stream to peer still down", "err", err)
 		}
@@ -154,7 +162,10 @@ func (p *peer) runStream(c transport.Class) {
 			}
 			if down {
 				log.Info("grpcnet: stream to peer up")
-				down = false
+			}
+			if down || !known {
+				p.t.handler().PeerState(p.id, c, true)
+				down, known = false, true
 			}
 		}
 		m := next
@@ -163,6 +174,14 @@ func (p *peer) runStream(c transport.Class) {
 			case <-p.ctx.Done():
 				return
 			case m = <-q:
+			case err := <-s.ended:
+				// The peer ended the stream, or the connection broke, while
+				// nothing was to be sent: noticed now rather than at the
+				// next message.
+				if !fail(s.endedErr(err), nil) {
+					return
+				}
+				continue
 			}
 		}
 		var batch []*raftpb.Message
@@ -239,6 +258,20 @@ type outStream struct {
 	stream grpc.ClientStreamingClient[peerpb.Batch, peerpb.Ack]
 	cancel context.CancelFunc
 	stall  *stallTimer
+	// ended receives what the stream's one RecvMsg returns: the peer
+	// answers only when the stream ends (its status), so a goroutine waits
+	// in RecvMsg from the moment the stream opens (grpc-go allows RecvMsg
+	// alongside SendMsg) to notice a broken stream that has nothing to send.
+	ended chan error
+}
+
+// endedErr turns what the stream's RecvMsg returned into the reason it
+// ended.
+func (s *outStream) endedErr(err error) error {
+	if err == nil || errors.Is(err, io.EOF) {
+		err = errStreamEnded
+	}
+	return fmt.Errorf("grpcnet: stream ended: %w", fromStatus(err))
 }
 
 // openStream opens a stream of class c and waits until the peer accepts its
@@ -277,6 +310,12 @@ func (p *peer) openStream(c transport.Class) (*outStream, error) {
 		cancel()
 		return nil, fmt.Errorf("grpcnet: open %s stream to peer %d at %s: %w", c, p.id, p.addr, fromStatus(err))
 	}
+	s.ended = make(chan error, 1)
+	p.wg.Add(1) // runStream, counted in p.wg, is running: no Add after Wait
+	go func() {
+		defer p.wg.Done()
+		s.ended <- s.stream.RecvMsg(new(peerpb.Ack)) // returns once close cancels the stream, at the latest
+	}()
 	return s, nil
 }
 
@@ -289,13 +328,15 @@ func (p *peer) header() *peerpb.Header {
 func (s *outStream) send(batch []*raftpb.Message) error {
 	s.stall.arm()
 	err := s.stream.Send(&peerpb.Batch{Messages: batch})
-	s.stall.disarm()
 	if errors.Is(err, io.EOF) {
-		// The peer ended the stream; its status says why.
-		if _, err = s.stream.CloseAndRecv(); err == nil {
+		// The peer ended the stream; its status says why, through the
+		// RecvMsg waiting for it (bounded by the stall timer).
+		err = <-s.ended
+		if err == nil || errors.Is(err, io.EOF) {
 			err = errStreamEnded
 		}
 	}
+	s.stall.disarm()
 	if err != nil {
 		return fmt.Errorf("grpcnet: send %d messages: %w", len(batch), fromStatus(err))
 	}

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"sync"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
@@ -62,29 +63,56 @@ func (p *peer) sendSnapshot(m *raftpb.Message) {
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, p.t.opts.Network.Bulk.RequestTimeout())
 	defer cancel()
+	start := time.Now()
 	sent, err := p.streamSnapshot(ctx, m)
 	if err != nil {
 		log.Warn("grpcnet: snapshot not sent", "sent_bytes", sent, "err", err)
+		var local localError
+		if !errors.As(err, &local) && p.ctx.Err() == nil {
+			p.bulkState(false)
+		}
 		return
 	}
 	log.Info("grpcnet: snapshot sent", "sent_bytes", sent)
+	p.bulkState(true)
+	p.t.handler().SnapshotTransferred(transport.SnapshotTransfer{
+		Peer: p.id, Term: meta.GetTerm(), Index: meta.GetIndex(), Bytes: sent, Duration: time.Since(start),
+	})
 	ok = true
 }
+
+// bulkState reports the Bulk class's state to the handler if it changed:
+// Bulk keeps no stream open, so its state is that of the last transfer.
+func (p *peer) bulkState(up bool) {
+	p.mu.Lock()
+	changed := !p.mu.bulkReported || p.mu.bulkUp != up
+	p.mu.bulkReported, p.mu.bulkUp = true, up
+	p.mu.Unlock()
+	if changed {
+		p.t.handler().PeerState(p.id, transport.Bulk, up)
+	}
+}
+
+// localError marks a failure of this node's side of a transfer (its
+// snapshot store), which says nothing about the connection.
+type localError struct{ error }
+
+func (e localError) Unwrap() error { return e.error }
 
 // streamSnapshot runs the sender's side of a Bulk stream and returns the
 // number of data bytes it sent.
 func (p *peer) streamSnapshot(ctx context.Context, m *raftpb.Message) (int64, error) {
 	store := p.t.opts.Snapshots
 	if store == nil {
-		return 0, errNoSnapshotStore
+		return 0, localError{errNoSnapshotStore}
 	}
 	meta := m.GetSnapshot().GetMetadata()
 	if meta == nil {
-		return 0, fmt.Errorf("%w: MsgSnap without snapshot metadata", errProtocol)
+		return 0, localError{fmt.Errorf("%w: MsgSnap without snapshot metadata", errProtocol)}
 	}
 	r, err := store.OpenSnapshot(meta.GetTerm(), meta.GetIndex())
 	if err != nil {
-		return 0, fmt.Errorf("grpcnet: open snapshot %d/%d: %w", meta.GetTerm(), meta.GetIndex(), err)
+		return 0, localError{fmt.Errorf("grpcnet: open snapshot %d/%d: %w", meta.GetTerm(), meta.GetIndex(), err)}
 	}
 	defer r.Close()
 	size := r.Size()
@@ -108,7 +136,7 @@ func (p *peer) streamSnapshot(ctx context.Context, m *raftpb.Message) (int64, er
 		return 0, fmt.Errorf("%w: peer answered %v to a snapshot of %d bytes", errProtocol, resp, size)
 	}
 	if _, err := r.Seek(offset, io.SeekStart); err != nil {
-		return 0, fmt.Errorf("grpcnet: seek snapshot to %d: %w", offset, err)
+		return 0, localError{fmt.Errorf("grpcnet: seek snapshot to %d: %w", offset, err)}
 	}
 	limit := int64(min(chunkSize, p.t.opts.Network.Bulk.MaxMessageSize-batchHeadroom))
 	sent, err := sendChunks(stream, r, offset, size, limit)
@@ -140,7 +168,7 @@ func sendChunks(stream grpc.BidiStreamingClient[peerpb.SnapshotRequest, peerpb.S
 		// after Send returns.
 		buf := make([]byte, min(limit, size-off))
 		if _, err := io.ReadFull(r, buf); err != nil {
-			return sent, fmt.Errorf("grpcnet: read snapshot at %d of %d: %w", off, size, err)
+			return sent, localError{fmt.Errorf("grpcnet: read snapshot at %d of %d: %w", off, size, err)}
 		}
 		chunk := &peerpb.SnapshotRequest{Body: &peerpb.SnapshotRequest_Chunk{Chunk: &peerpb.SnapshotChunk{
 			Offset: off, Data: buf, Crc32C: crc32.Checksum(buf, castagnoli),
@@ -179,6 +207,7 @@ func (t *Transport) receiveSnapshot(stream grpc.BidiStreamingServer[peerpb.Snaps
 	if sh == nil {
 		return errMissingHeader
 	}
+	start := time.Now()
 	if err := t.checkHeader(sh.GetHeader()); err != nil {
 		t.log.Warn("grpcnet: refused snapshot", "err", err)
 		return err
@@ -232,7 +261,11 @@ func (t *Transport) receiveSnapshot(stream grpc.BidiStreamingServer[peerpb.Snaps
 	if err := w.Commit(); err != nil {
 		return fmt.Errorf("grpcnet: commit snapshot %d/%d: %w", key.term, key.index, err)
 	}
-	t.handler().Deliver(m)
+	h := t.handler()
+	h.SnapshotTransferred(transport.SnapshotTransfer{
+		Peer: from, Received: true, Term: key.term, Index: key.index, Bytes: size - offset, Duration: time.Since(start),
+	})
+	h.Deliver(m)
 	log.Info("grpcnet: snapshot received")
 	done := &peerpb.SnapshotResponse{Body: &peerpb.SnapshotResponse_Done{Done: &peerpb.SnapshotDone{}}}
 	return stream.Send(done)

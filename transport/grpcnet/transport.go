@@ -79,6 +79,9 @@ func (nopHandler) Deliver(*raftpb.Message)     {}
 func (nopHandler) ReportUnreachable(uint64)    {}
 func (nopHandler) ReportSnapshot(uint64, bool) {}
 
+func (nopHandler) PeerState(uint64, transport.Class, bool)        {}
+func (nopHandler) SnapshotTransferred(transport.SnapshotTransfer) {}
+
 // New validates opts and binds the listener, so that Addr works before
 // Start. Nothing is served until Start.
 func New(opts Options) (*Transport, error) {

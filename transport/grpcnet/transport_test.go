@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -263,5 +264,80 @@ func TestClassesUseDistinctConnections(t *testing.T) {
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := conn.Read(make([]byte, 1)); err == nil {
 		t.Error("a connection without class tag was served")
+	}
+}
+
+// TestPeerStateReported: each streamed class reports up when its stream
+// first opens, down when the peer goes away (even with nothing to send),
+// and up when it is back.
+func TestPeerStateReported(t *testing.T) {
+	a, b := newNode(t, 1), newNode(t, 2)
+	connect(a, b)
+	addr := b.Addr()
+	has := func(want ...peerState) func() bool {
+		return func() bool {
+			got := a.rec.peerStates()
+			for _, w := range want {
+				if !slices.Contains(got, w) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	waitFor(t, 5*time.Second, "control and data up", has(peerState{2, transport.Control, true}, peerState{2, transport.Data, true}))
+
+	// Idle streams notice a dead peer too: nothing is sent.
+	b.Close()
+	waitFor(t, 10*time.Second, "control and data down", has(peerState{2, transport.Control, false}, peerState{2, transport.Data, false}))
+
+	// The same node back at the same address.
+	b2 := newNode(t, 2, func(o *Options) { o.ListenAddr = addr })
+	b2.AddPeer(1, a.Addr())
+	waitFor(t, 10*time.Second, "control and data up again", func() bool {
+		n := 0
+		for _, s := range a.rec.peerStates() {
+			if s.up && s.class != transport.Bulk {
+				n++
+			}
+		}
+		return n == 4
+	})
+	// Each class reports alternating states, starting up.
+	for _, c := range []transport.Class{transport.Control, transport.Data} {
+		var seq []bool
+		for _, s := range a.rec.peerStates() {
+			if s.class == c {
+				seq = append(seq, s.up)
+			}
+		}
+		if !slices.Equal(seq, []bool{true, false, true}) {
+			t.Errorf("%s reports %v, want [true false true]", c, seq)
+		}
+	}
+}
+
+// TestBulkStateFollowsTransfers: Bulk keeps no stream open; a snapshot
+// that cannot reach its peer reports the class down.
+func TestBulkStateFollowsTransfers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	a := newNode(t, 1)
+	a.AddPeer(2, dead)
+	a.store.put(t, 3, 100, []byte("snapshot data"))
+	a.Send([]*raftpb.Message{snapMsg(1, 2, 3, 100)})
+	waitFor(t, 10*time.Second, "snapshot report", func() bool { return len(a.rec.snapshotReports()) == 1 })
+	if got := a.rec.snapshotReports()[0]; got.ok {
+		t.Fatal("snapshot to a dead address reported sent")
+	}
+	if !slices.Contains(a.rec.peerStates(), peerState{2, transport.Bulk, false}) {
+		t.Fatalf("PeerState reports %v lack bulk down", a.rec.peerStates())
+	}
+	if n := len(a.rec.snapshotTransfers()); n != 0 {
+		t.Fatalf("%d transfers described for a failed snapshot", n)
 	}
 }

@@ -33,6 +33,11 @@
 //     A message on a cut link is dropped and the sender is told through
 //     Handler.ReportUnreachable, as a real transport whose connection is
 //     refused would. Heal removes every cut.
+//     Every change of a cut is reported to the running endpoints whose
+//     links to the peers they know it cuts or restores, through
+//     Handler.PeerState (down or up, for every class), as a real
+//     transport reports its connections; an endpoint that starts is told
+//     of the cuts in place. A Block is reported to the blocked sender only.
 //   - Link faults: SetFaults and SetLinkFaults make a link lossy
 //     (DropRate: lost silently, as a packet is), duplicating, reordering
 //     or slow. Heal leaves them in place.
@@ -50,7 +55,9 @@
 // the sender exactly once through Handler.ReportSnapshot: true after the
 // MsgSnap was delivered, false if it was cut, lost, or any step of the copy
 // failed (including a cut or a close during the copy). Snapshots are never
-// duplicated nor reordered.
+// duplicated nor reordered. A successful transfer is described through
+// Handler.SnapshotTransferred to both ends: the receiver's before Deliver,
+// the sender's before its ReportSnapshot.
 //
 // # Determinism
 //

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/cairn-db/cairn/transport"
 )
 
 // QueueSize is the number of messages an endpoint holds for delivery
@@ -20,6 +22,8 @@ type envelope struct {
 	at   time.Time  // not delivered before
 	seq  uint64     // orders envelopes due at the same time: the order of Send
 	snap bool       // a MsgSnap whose data is committed; its outcome is reported
+	// xfer describes the transfer of a snap, as the receiver sees it.
+	xfer *transport.SnapshotTransfer
 }
 
 // envelopes is a min-heap by (at, seq).

@@ -53,6 +53,39 @@ type recorder struct {
 	at          []time.Time
 	unreachable map[uint64]int
 	snaps       []snapReport
+	states      []peerState
+	transfers   []transport.SnapshotTransfer
+}
+
+// peerState is one Handler.PeerState call.
+type peerState struct {
+	peer  uint64
+	class transport.Class
+	up    bool
+}
+
+func (r *recorder) PeerState(id uint64, c transport.Class, up bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.states = append(r.states, peerState{id, c, up})
+}
+
+func (r *recorder) SnapshotTransferred(x transport.SnapshotTransfer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.transfers = append(r.transfers, x)
+}
+
+func (r *recorder) peerStates() []peerState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]peerState(nil), r.states...)
+}
+
+func (r *recorder) snapshotTransfers() []transport.SnapshotTransfer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]transport.SnapshotTransfer(nil), r.transfers...)
 }
 
 func (r *recorder) Deliver(m *raftpb.Message) {

@@ -41,40 +41,84 @@ func (n *Network) Partition(groups ...[]uint64) {
 			}
 		}
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.mu.cuts.group = g
+	n.changeCuts(func(c *cuts) { c.group = g })
 }
 
 // Isolate cuts id off from every other node in both directions, until Heal.
 func (n *Network) Isolate(id uint64) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.mu.cuts.isolated == nil {
-		n.mu.cuts.isolated = make(map[uint64]bool)
-	}
-	n.mu.cuts.isolated[id] = true
+	n.changeCuts(func(c *cuts) {
+		if c.isolated == nil {
+			c.isolated = make(map[uint64]bool)
+		}
+		c.isolated[id] = true
+	})
 }
 
 // Block cuts the link from one node to another in that direction only, until
 // Heal: the asymmetric failures (a node that hears the leader but cannot
 // answer) that PreVote and CheckQuorum exist for.
 func (n *Network) Block(from, to uint64) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.mu.cuts.blocked == nil {
-		n.mu.cuts.blocked = make(map[link]bool)
-	}
-	n.mu.cuts.blocked[link{from, to}] = true
+	n.changeCuts(func(c *cuts) {
+		if c.blocked == nil {
+			c.blocked = make(map[link]bool)
+		}
+		c.blocked[link{from, to}] = true
+	})
 }
 
 // Heal removes the partition, every isolation and every block. Link faults
 // set by SetFaults and SetLinkFaults stay: they model a bad network, not a
 // broken one.
 func (n *Network) Heal() {
+	n.changeCuts(func(c *cuts) { *c = cuts{} })
+}
+
+// changeCuts applies change to the cuts and tells every running endpoint
+// whose link to a peer it knows was cut or restored: Handler.PeerState, for
+// every class, as a real transport reports its connections. A link is the
+// sender's: Block(from, to) is reported to from only.
+func (n *Network) changeCuts(change func(*cuts)) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.mu.cuts = cuts{}
+	type state struct {
+		l   link
+		cut bool
+	}
+	var before []state
+	for from := range n.mu.nodes {
+		for to := range n.mu.nodes {
+			if from != to {
+				before = append(before, state{link{from, to}, n.mu.cuts.cut(from, to)})
+			}
+		}
+	}
+	change(&n.mu.cuts)
+	for _, s := range before {
+		if now := n.mu.cuts.cut(s.l.from, s.l.to); now != s.cut {
+			t := n.mu.nodes[s.l.from]
+			if _, ok := t.peerAddr(s.l.to); ok {
+				t.reports.peerState(s.l.to, !now)
+			}
+		}
+	}
+}
+
+// reportCuts tells endpoint t, which just started, of its links to the
+// peers it knows that are cut now.
+func (n *Network) reportCuts(t *Transport) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.mu.nodes[t.id] != t {
+		return
+	}
+	for to := range n.mu.nodes {
+		if to == t.id || !n.mu.cuts.cut(t.id, to) {
+			continue
+		}
+		if _, ok := t.peerAddr(to); ok {
+			t.reports.peerState(to, false)
+		}
+	}
 }
 
 // Cut reports whether a message sent now from one node to another would be

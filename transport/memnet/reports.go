@@ -1,11 +1,21 @@
 package memnet
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/cairn-db/cairn/transport"
+)
 
 // snapReport is one outcome for Handler.ReportSnapshot.
 type snapReport struct {
 	to uint64
 	ok bool
+}
+
+// stateReport is one change for Handler.PeerState, of every class.
+type stateReport struct {
+	peer uint64
+	up   bool
 }
 
 // reports collects what an endpoint must tell its own Handler about the
@@ -28,7 +38,19 @@ type reports struct {
 		// snaps lists snapshot outcomes, every one of them: raft waits for
 		// each.
 		snaps []snapReport
+		// states lists changes of the links to peers, in order.
+		states []stateReport
+		// sent lists the snapshot transfers this endpoint sent.
+		sent []transport.SnapshotTransfer
 	}
+}
+
+// reported is what the report goroutine hands to the Handler at once.
+type reported struct {
+	unreachable []uint64
+	snaps       []snapReport
+	states      []stateReport
+	sent        []transport.SnapshotTransfer
 }
 
 func newReports() *reports {
@@ -69,14 +91,38 @@ func (r *reports) snapshot(to uint64, ok bool) {
 	r.signalLocked()
 }
 
-// take returns and forgets the queued reports.
-func (r *reports) take() (unreachable []uint64, snaps []snapReport) {
+// peerState queues a Handler.PeerState(peer, c, up) for every class c.
+func (r *reports) peerState(peer uint64, up bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	unreachable, snaps = r.mu.unreachable, r.mu.snaps
-	r.mu.unreachable, r.mu.snaps = nil, nil
+	if !r.mu.open {
+		return
+	}
+	r.mu.states = append(r.mu.states, stateReport{peer, up})
+	r.signalLocked()
+}
+
+// snapshotSent queues a Handler.SnapshotTransferred(x) followed by a
+// Handler.ReportSnapshot(x.Peer, true).
+func (r *reports) snapshotSent(x transport.SnapshotTransfer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.mu.open {
+		return
+	}
+	r.mu.sent = append(r.mu.sent, x)
+	r.mu.snaps = append(r.mu.snaps, snapReport{x.Peer, true})
+	r.signalLocked()
+}
+
+// take returns and forgets the queued reports.
+func (r *reports) take() reported {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := reported{unreachable: r.mu.unreachable, snaps: r.mu.snaps, states: r.mu.states, sent: r.mu.sent}
+	r.mu.unreachable, r.mu.snaps, r.mu.states, r.mu.sent = nil, nil, nil, nil
 	clear(r.mu.pending)
-	return unreachable, snaps
+	return out
 }
 
 func (r *reports) setOpen(open bool) {
@@ -84,7 +130,7 @@ func (r *reports) setOpen(open bool) {
 	defer r.mu.Unlock()
 	r.mu.open = open
 	if !open {
-		r.mu.unreachable, r.mu.snaps = nil, nil
+		r.mu.unreachable, r.mu.snaps, r.mu.states, r.mu.sent = nil, nil, nil, nil
 		clear(r.mu.pending)
 	}
 }

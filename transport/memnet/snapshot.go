@@ -54,8 +54,12 @@ func (n *Network) transfer(from, to *Transport, m *raftpb.Message, delay time.Du
 	defer to.wg.Done()
 	l := link{from.id, to.id}
 
-	reason, err := n.copySnapshot(from, to, m, delay)
+	start := time.Now()
+	reason, moved, err := n.copySnapshot(from, to, m, delay)
 	if err == nil {
+		md := m.GetSnapshot().GetMetadata()
+		x := &transport.SnapshotTransfer{Peer: from.id, Received: true, Term: md.GetTerm(), Index: md.GetIndex(),
+			Bytes: moved, Duration: time.Since(start)}
 		// Deliver through the inbox so that only the receiver's delivery
 		// goroutine calls Deliver, and Close drops it like any queued
 		// message.
@@ -64,7 +68,7 @@ func (n *Network) transfer(from, to *Transport, m *raftpb.Message, delay time.Du
 			reason, err = dropCut, errCut
 		} else {
 			drop := func(r dropReason) { reason, err = r, errors.New("memnet: receiver not ready") }
-			n.queueLocked(to, envelope{m: m, from: from, at: time.Now(), snap: true}, drop)
+			n.queueLocked(to, envelope{m: m, from: from, at: time.Now(), snap: true, xfer: x}, drop)
 		}
 		n.mu.Unlock()
 	}
@@ -81,8 +85,14 @@ func (n *Network) transfer(from, to *Transport, m *raftpb.Message, delay time.Du
 // from the sender's store to the receiver's, resuming at the receiver
 // writer's Offset, and commits it. On failure the writer is closed without
 // Commit, so that the bytes received are kept for the next attempt; the
-// returned reason says how to count the lost MsgSnap.
-func (n *Network) copySnapshot(from, to *Transport, m *raftpb.Message, delay time.Duration) (dropReason, error) {
+// returned reason says how to count the lost MsgSnap. It returns the number
+// of bytes it copied.
+func (n *Network) copySnapshot(from, to *Transport, m *raftpb.Message, delay time.Duration) (reason dropReason, moved int64, err error) {
+	reason, err = n.copySnapshotData(from, to, m, delay, &moved)
+	return reason, moved, err
+}
+
+func (n *Network) copySnapshotData(from, to *Transport, m *raftpb.Message, delay time.Duration, moved *int64) (dropReason, error) {
 	if delay > 0 && !sleep(delay, from.done, to.done) {
 		return dropUnreachable, transport.ErrClosed
 	}
@@ -129,6 +139,7 @@ func (n *Network) copySnapshot(from, to *Transport, m *raftpb.Message, delay tim
 				return dropFailed, fmt.Errorf("write snapshot %d/%d: %w", term, index, err)
 			}
 			remaining -= int64(nr)
+			*moved += int64(nr)
 		}
 		if rerr != nil {
 			return dropFailed, fmt.Errorf("read snapshot %d/%d: %w", term, index, rerr)

@@ -66,6 +66,14 @@ func (t *Transport) Start(h transport.Handler) error {
 	if h == nil {
 		return fmt.Errorf("memnet: start transport %d: nil handler", t.id)
 	}
+	if err := t.start(h); err != nil {
+		return err
+	}
+	t.net.reportCuts(t) // takes the network's lock, which comes before t.mu
+	return nil
+}
+
+func (t *Transport) start(h transport.Handler) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.mu.closed {
@@ -219,10 +227,19 @@ func (t *Transport) deliver(h transport.Handler, e envelope) {
 	// Counted before Deliver so that a test that saw the message in its
 	// Handler also sees it in Stats.
 	t.net.stats.update(l, func(s *Stats) { s.Delivered++ })
+	if e.xfer != nil {
+		h.SnapshotTransferred(*e.xfer)
+	}
 	h.Deliver(e.m)
 	if e.snap {
 		t.net.stats.update(l, func(s *Stats) { s.SnapshotsOK++ })
-		e.from.reports.snapshot(t.id, true)
+		if e.xfer != nil {
+			sent := *e.xfer
+			sent.Peer, sent.Received = t.id, false
+			e.from.reports.snapshotSent(sent)
+		} else {
+			e.from.reports.snapshot(t.id, true)
+		}
 	}
 }
 
@@ -235,12 +252,20 @@ func (t *Transport) reportLoop(h transport.Handler) {
 			return
 		case <-t.reports.wake:
 		}
-		unreachable, snaps := t.reports.take()
-		for _, id := range unreachable {
+		r := t.reports.take()
+		for _, s := range r.states {
+			for _, c := range transport.Classes {
+				h.PeerState(s.peer, c, s.up)
+			}
+		}
+		for _, id := range r.unreachable {
 			h.ReportUnreachable(id)
 		}
-		for _, r := range snaps {
-			h.ReportSnapshot(r.to, r.ok)
+		for _, x := range r.sent {
+			h.SnapshotTransferred(x)
+		}
+		for _, s := range r.snaps {
+			h.ReportSnapshot(s.to, s.ok)
 		}
 	}
 }
