@@ -2,6 +2,7 @@ package config
 
 import (
 	"io"
+	"time"
 
 	"github.com/cairn-db/cairn/engine"
 	"github.com/cairn-db/cairn/transport"
@@ -63,6 +64,12 @@ type Storage struct {
 	CacheSize int64 `toml:"cache_size"`
 	// MaxRequestBytes bounds one client request.
 	MaxRequestBytes int `toml:"max_request_bytes"`
+	// SlowFsyncMs is the duration of a synced log write past which a
+	// slow-fsync event is reported.
+	SlowFsyncMs int `toml:"slow_fsync_ms"`
+	// FlushLagThreshold is the MemFirst flush lag, in entries, past which a
+	// flush-lag-high event is reported.
+	FlushLagThreshold uint64 `toml:"flush_lag_threshold"`
 }
 
 // Log is [log].
@@ -109,9 +116,11 @@ func Default() Config {
 		},
 		Network: e.Network,
 		Storage: Storage{
-			QuotaBytes:      8 << 30,
-			CacheSize:       64 << 20,
-			MaxRequestBytes: e.Raft.MaxProposalBytes,
+			QuotaBytes:        8 << 30,
+			CacheSize:         64 << 20,
+			SlowFsyncMs:       int(engine.DefaultSlowFsyncThreshold / time.Millisecond),
+			FlushLagThreshold: 4000,
+			MaxRequestBytes:   e.Raft.MaxProposalBytes,
 		},
 		Log: Log{Level: "info", Format: "text"},
 	}

@@ -524,3 +524,37 @@ func TestServerOptions(t *testing.T) {
 		t.Errorf("join: %+v", o)
 	}
 }
+
+// TestEventThresholds: [storage] slow_fsync_ms and flush_lag_threshold reach
+// the engine; a flush lag threshold the MemFirst batch policy reaches in
+// normal operation is refused, naming both keys.
+func TestEventThresholds(t *testing.T) {
+	c, err := Load(writeFile(t, `
+[storage]
+slow_fsync_ms = 250
+flush_lag_threshold = 9000
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := c.ServerOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := o.DB.Engine; e.SlowFsyncThreshold != 250*time.Millisecond || e.FlushLagThreshold != 9000 {
+		t.Fatalf("engine thresholds: %v, %d", e.SlowFsyncThreshold, e.FlushLagThreshold)
+	}
+	c, err = Load(writeFile(t, `
+[raft.persistence]
+strategy = "MemFirst"
+flush_policy = { Batch = { threshold = 5000, interval_ms = 100 } }
+[storage]
+flush_lag_threshold = 4000
+`))
+	if err == nil {
+		err = c.Validate()
+	}
+	if err == nil || !strings.Contains(err.Error(), "storage.flush_lag_threshold") || !strings.Contains(err.Error(), "flush_policy") {
+		t.Fatalf("a flush lag threshold under the batch threshold: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cairn-db/cairn"
 	"github.com/cairn-db/cairn/engine"
@@ -72,6 +73,9 @@ func (c Config) engineConfig() engine.Config {
 		ReadConsistency: c.Raft.ReadConsistency,
 		Compression:     c.Raft.RPCCompression,
 		Storage:         storage.Options{PebbleCacheBytes: c.Storage.CacheSize},
+
+		SlowFsyncThreshold: time.Duration(c.Storage.SlowFsyncMs) * time.Millisecond,
+		FlushLagThreshold:  c.Storage.FlushLagThreshold,
 	}
 }
 

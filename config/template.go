@@ -149,6 +149,11 @@ var keyDocs = map[string]doc{
 		"is freed and the alarm disarmed, in bytes. Integer, at least 1.", bytes: true},
 	"storage.cache_size": {text: "Size of the storage engine's block cache, in bytes. Integer, at least 1.",
 		bytes: true},
+	"storage.slow_fsync_ms": {text: "A synced write of the log taking longer than this, in milliseconds, is " +
+		"reported as a slow-fsync event. Integer, at least 1."},
+	"storage.flush_lag_threshold": {text: "Under MemFirst, a flush lag (last index - durable index) over this " +
+		"many entries is reported as a flush-lag-high event, and flush-lag-normal once back to half. " +
+		"Integer, above the Batch flush threshold (about 4 times it)."},
 	"storage.max_request_bytes": {text: "Largest client request, in bytes. Integer, at least 1 and at most " +
 		"raft.max_proposal_bytes.", bytes: true},
 

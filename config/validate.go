@@ -144,6 +144,12 @@ func (c Config) Validate() error {
 		bad("storage.max_request_bytes", strconv.Itoa(c.Storage.MaxRequestBytes),
 			"must be at most raft.max_proposal_bytes (%d): a larger request could never be proposed", c.Raft.MaxProposalBytes)
 	}
+	if p := c.Raft.Persistence; p.Strategy == engine.MemFirst && p.FlushPolicy.Threshold > 0 &&
+		c.Storage.FlushLagThreshold <= uint64(p.FlushPolicy.Threshold) {
+		bad("storage.flush_lag_threshold", strconv.FormatUint(c.Storage.FlushLagThreshold, 10),
+			"must be above raft.persistence.flush_policy's Batch threshold (%d): the lag reaches that in normal operation",
+			p.FlushPolicy.Threshold)
+	}
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		bad("log.level", q(c.Log.Level), "%v", err)
 	}
