@@ -55,6 +55,10 @@
 //	cairn_raft_leader_changes_seen_total     counter    leaders this node has seen elected (EventLeaderChanged to a leader)
 //	cairn_raft_proposals_dropped_total       counter    proposals raft refused (EventProposalDropped)
 //	cairn_raft_snapshot_duration_seconds{kind} histogram snapshots created here or installed from the leader
+//	cairn_storage_slow_fsyncs_total          counter    synced log writes slower than storage.slow_fsync_ms (EventSlowFsync)
+//	cairn_read_index_timeouts_total          counter    reads whose ReadIndex round was retried after an election timeout
+//	cairn_peer_unreachable_total{class}      counter    times a connection class to a peer went down
+//	cairn_raft_snapshot_transferred_bytes_total{direction} counter snapshot bytes sent or received
 //	cairn_raft_events_dropped_total          counter    engine events a slow Reporter missed; the event counters above miss them too
 //
 // The gRPC server metrics are those of

@@ -26,6 +26,10 @@ type Metrics struct {
 	proposalsDropped prometheus.Counter
 	eventsDropped    prometheus.Counter
 	snapshots        *prometheus.HistogramVec // by kind: created, installed
+	slowFsyncs       prometheus.Counter
+	readTimeouts     prometheus.Counter
+	peerDown         *prometheus.CounterVec // by class: control, data, bulk
+	snapshotBytes    *prometheus.CounterVec // by direction: sent, received
 }
 
 // New returns the metrics of a node to be instrumented (Instrument) and
@@ -60,11 +64,28 @@ func New() *Metrics {
 			Help:    "Duration of snapshots created on this node (kind=created) or installed from the leader (kind=installed).",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
 		}, []string{"kind"}),
+		slowFsyncs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cairn_storage_slow_fsyncs_total",
+			Help: "Synced log writes slower than storage.slow_fsync_ms (EventSlowFsync).",
+		}),
+		readTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cairn_read_index_timeouts_total",
+			Help: "Reads whose ReadIndex round got no answer within an election timeout and was retried.",
+		}),
+		peerDown: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_peer_unreachable_total",
+			Help: "Times a connection class to a peer went down (EventPeerUnreachable).",
+		}, []string{"class"}),
+		snapshotBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_raft_snapshot_transferred_bytes_total",
+			Help: "Snapshot bytes sent to followers or received from the leader.",
+		}, []string{"direction"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.grpc, m.node, m.fsync, m.leaderChanges, m.proposalsDropped, m.eventsDropped, m.snapshots,
+		m.slowFsyncs, m.readTimeouts, m.peerDown, m.snapshotBytes,
 	)
 	return m
 }
@@ -142,6 +163,16 @@ func (r reporter) Report(e engine.Event) {
 		r.m.snapshots.WithLabelValues("created").Observe(e.Duration.Seconds())
 	case engine.EventSnapshotInstalled:
 		r.m.snapshots.WithLabelValues("installed").Observe(e.Duration.Seconds())
+	case engine.EventSlowFsync:
+		r.m.slowFsyncs.Inc()
+	case engine.EventReadIndexTimedOut:
+		r.m.readTimeouts.Add(float64(e.Count))
+	case engine.EventPeerUnreachable:
+		r.m.peerDown.WithLabelValues(e.Class.String()).Inc()
+	case engine.EventSnapshotSent:
+		r.m.snapshotBytes.WithLabelValues("sent").Add(float64(e.Bytes))
+	case engine.EventSnapshotReceived:
+		r.m.snapshotBytes.WithLabelValues("received").Add(float64(e.Bytes))
 	}
 	if r.next != nil {
 		r.next.Report(e)

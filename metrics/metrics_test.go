@@ -17,6 +17,7 @@ import (
 	"github.com/cairn-db/cairn"
 	"github.com/cairn-db/cairn/engine"
 	"github.com/cairn-db/cairn/metrics"
+	"github.com/cairn-db/cairn/transport"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -255,5 +256,43 @@ func TestMemFirstFlushes(t *testing.T) {
 	}
 	if _, ok := got["cairn_storage_flush_lag_entries"]; !ok {
 		t.Error("no cairn_storage_flush_lag_entries")
+	}
+}
+
+// TestEventCounters: the reporter Instrument installs counts the events it
+// is given, by their labels, and passes every event on.
+func TestEventCounters(t *testing.T) {
+	m := metrics.New()
+	next := &recorder{}
+	cfg := engine.Config{Reporter: next}
+	m.Instrument(&cfg)
+	for _, e := range []engine.Event{
+		{Type: engine.EventSlowFsync, Duration: time.Second},
+		{Type: engine.EventSlowFsync, Duration: 2 * time.Second},
+		{Type: engine.EventReadIndexTimedOut, Count: 3},
+		{Type: engine.EventPeerUnreachable, Peer: 2, Class: transport.Data},
+		{Type: engine.EventPeerUnreachable, Peer: 3, Class: transport.Data},
+		{Type: engine.EventPeerUnreachable, Peer: 3, Class: transport.Bulk},
+		{Type: engine.EventSnapshotSent, Bytes: 100},
+		{Type: engine.EventSnapshotReceived, Bytes: 40},
+	} {
+		cfg.Reporter.Report(e)
+	}
+	got := gather(t, m)
+	want := map[string]float64{
+		"cairn_storage_slow_fsyncs_total":                                 2,
+		"cairn_read_index_timeouts_total":                                 3,
+		`cairn_peer_unreachable_total{class=data}`:                        2,
+		`cairn_peer_unreachable_total{class=bulk}`:                        1,
+		`cairn_raft_snapshot_transferred_bytes_total{direction=sent}`:     100,
+		`cairn_raft_snapshot_transferred_bytes_total{direction=received}`: 40,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	if n := next.count(); n != 8 {
+		t.Errorf("the next reporter got %d events, want 8", n)
 	}
 }
