@@ -3,7 +3,10 @@
 // lease), behind engine.StateMachine.
 //
 // Every raft entry it applies is one etcdserverpb.InternalRaftRequest: a
-// Put, DeleteRange, Txn, Compaction, LeaseGrant or LeaseRevoke. One Apply
+// Put, DeleteRange, Txn, Compaction, LeaseGrant or LeaseRevoke, an Alarm
+// (NOSPACE refuses the writes that grow storage, CORRUPT every write) or a
+// ClusterMemberAttrSet (a member's name and client URLs, as etcd publishes
+// them). One Apply
 // call, however many entries it carries, is one Pebble batch in the node's
 // own Pebble instance, committed with the index of its last entry, so a
 // restart resumes exactly after it. The revisions a batch creates are handed

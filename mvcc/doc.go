@@ -37,6 +37,11 @@
 //	0x01 'm' 's'                   state: revision, compacted revision,
 //	                               applied raft index (with a CRC)
 //
+// Package kv keeps its own tables beside these, written through the batch
+// (Batch.Set) so that they commit with the revision they belong to, and
+// carried by snapshots like the rest of 0x01: 'L' leases, 'M' member
+// attributes, 'A' alarms.
+//
 // M and S are the main and sub revision, 8 bytes big-endian, so that Pebble
 // orders them numerically; esc(key) escapes 0x00 as 00 ff and the
 // terminator 00 01 ends it, so that a key's entries are contiguous and keys
