@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,15 +41,16 @@ func (m *member) kill(t *testing.T) {
 	m.cmd.Wait()
 }
 
-// TestKilledMemberRejoinsWithItsData runs a 3-member cluster of real
-// `cairn serve` processes, SIGKILLs members (a follower, then the leader)
-// under a stream of writes and starts each again with the same command
-// line: it rejoins with its data, and no acknowledged write is lost.
-func TestKilledMemberRejoinsWithItsData(t *testing.T) {
+// startProcesses starts a cluster of n `cairn serve` processes on free
+// loopback ports, each logging to a file in a temporary directory. At the
+// end of the test they are resumed (if stopped), killed, and their logs
+// printed if it failed.
+func startProcesses(t *testing.T, n int) []*member {
+	t.Helper()
 	dir := t.TempDir()
 	var members []*member
 	var initial []string
-	for i := 1; i <= 3; i++ {
+	for i := 1; i <= n; i++ {
 		m := &member{name: fmt.Sprintf("n%d", i), client: mustFreePort(t)}
 		peer := mustFreePort(t)
 		initial = append(initial, m.name+"="+peer)
@@ -58,27 +60,43 @@ func TestKilledMemberRejoinsWithItsData(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer f.Close()
 		m.log = f
 		members = append(members, m)
 	}
-	var endpoints []string
 	for _, m := range members {
 		m.args = append(m.args, "--initial-cluster", strings.Join(initial, ","))
-		endpoints = append(endpoints, m.client)
 		m.start(t)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		for _, m := range members {
-			m.kill(t)
-		}
-		if t.Failed() {
-			for _, m := range members {
+			m.cmd.Process.Signal(syscall.SIGCONT)
+			m.cmd.Process.Kill()
+			m.cmd.Wait()
+			m.log.Close()
+			if t.Failed() {
 				b, _ := os.ReadFile(m.log.Name())
 				t.Logf("%s log:\n%s", m.name, b)
 			}
 		}
-	}()
+	})
+	return members
+}
+
+func endpointsOf(members []*member) []string {
+	var eps []string
+	for _, m := range members {
+		eps = append(eps, m.client)
+	}
+	return eps
+}
+
+// TestKilledMemberRejoinsWithItsData runs a 3-member cluster of real
+// `cairn serve` processes, SIGKILLs members (a follower, then the leader)
+// under a stream of writes and starts each again with the same command
+// line: it rejoins with its data, and no acknowledged write is lost.
+func TestKilledMemberRejoinsWithItsData(t *testing.T) {
+	members := startProcesses(t, 3)
+	endpoints := endpointsOf(members)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
 	defer cancel()
 	cl, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})

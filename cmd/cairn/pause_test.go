@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -28,45 +25,10 @@ func TestPausedLeaderServesNoStaleLeaseRead(t *testing.T) {
 }
 
 func testPausedLeader(t *testing.T, policy string) {
-	dir := t.TempDir()
-	var members []*member
-	var initial []string
-	for i := 1; i <= 3; i++ {
-		m := &member{name: fmt.Sprintf("n%d", i), client: mustFreePort(t)}
-		peer := mustFreePort(t)
-		initial = append(initial, m.name+"="+peer)
-		m.args = []string{"serve", "--name", m.name, "--data-dir", filepath.Join(dir, m.name),
-			"--listen-client", m.client, "--listen-peer", peer, "--log-level", "warn"}
-		f, err := os.Create(filepath.Join(dir, m.name+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		m.log = f
-		members = append(members, m)
-	}
-	for _, m := range members {
-		m.args = append(m.args, "--initial-cluster", strings.Join(initial, ","))
-		m.start(t)
-	}
-	defer func() {
-		for _, m := range members {
-			m.cmd.Process.Signal(syscall.SIGCONT)
-			m.kill(t)
-		}
-		if t.Failed() {
-			for _, m := range members {
-				b, _ := os.ReadFile(m.log.Name())
-				t.Logf("%s log:\n%s", m.name, b)
-			}
-		}
-	}()
+	members := startProcesses(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
 	defer cancel()
-	var endpoints []string
-	for _, m := range members {
-		endpoints = append(endpoints, m.client)
-	}
+	endpoints := endpointsOf(members)
 	all := newEtcdClient(t, endpoints...)
 	readCtx := metadata.AppendToOutgoingContext(ctx, "cairn-read-consistency", policy)
 	// Several pauses, each of the leader of the moment: whether a stale
