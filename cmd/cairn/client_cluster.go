@@ -20,6 +20,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/kv"
 )
@@ -145,26 +146,45 @@ directory, the peer address given, and the cluster to join.`,
 	return cmd
 }
 
+// memberResponse is the answer to a change of one member.
+type memberResponse interface {
+	proto.Message
+	GetHeader() *pb.ResponseHeader
+}
+
+// changeMember runs a command that changes the member whose ID is a's: check
+// (if any) vets the rest of the command line before anything is sent, change
+// makes the request, and the answer is printed as etcdctl does, "Member ID
+// <done> cluster CLUSTER-ID", or as JSON.
+func (f *clientFlags) changeMember(cmd *cobra.Command, a []string, check func() error, done string,
+	change func(ctx context.Context, cli *clientv3.Client, id uint64) (memberResponse, error)) error {
+	id, err := memberArg(a)
+	if err != nil {
+		return err
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return f.withClient(cmd, func(cli *clientv3.Client, p *printer, ctx context.Context) error {
+		resp, err := change(ctx, cli, id)
+		if err != nil {
+			return err
+		}
+		return p.result(resp, "Member %16x %s cluster %16x", id, done, resp.GetHeader().GetClusterId())
+	})
+}
+
 func newMemberRemoveCmd(f *clientFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "remove ID",
 		Short: "Remove a member",
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			id, err := memberArg(a)
-			if err != nil {
-				return err
-			}
-			return f.withClient(cmd, func(cli *clientv3.Client, p *printer, ctx context.Context) error {
+			return f.changeMember(cmd, a, nil, "removed from", func(ctx context.Context, cli *clientv3.Client, id uint64) (memberResponse, error) {
 				resp, err := cli.MemberRemove(ctx, id)
-				if err != nil {
-					return err
-				}
-				if p.isJSON() {
-					return p.json((*pb.MemberRemoveResponse)(resp))
-				}
-				p.line("Member %16x removed from cluster %16x", id, resp.Header.ClusterId)
-				return nil
+				return (*pb.MemberRemoveResponse)(resp), err
 			})
 		},
 	}
@@ -177,23 +197,10 @@ func newMemberUpdateCmd(f *clientFlags) *cobra.Command {
 		Short: "Change a member's peer address",
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			id, err := memberArg(a)
-			if err != nil {
-				return err
-			}
-			if err := peerURLsFlag(peerURLs); err != nil {
-				return err
-			}
-			return f.withClient(cmd, func(cli *clientv3.Client, p *printer, ctx context.Context) error {
+			check := func() error { return peerURLsFlag(peerURLs) }
+			return f.changeMember(cmd, a, check, "updated in", func(ctx context.Context, cli *clientv3.Client, id uint64) (memberResponse, error) {
 				resp, err := cli.MemberUpdate(ctx, id, peerURLs)
-				if err != nil {
-					return err
-				}
-				if p.isJSON() {
-					return p.json((*pb.MemberUpdateResponse)(resp))
-				}
-				p.line("Member %16x updated in cluster %16x", id, resp.Header.ClusterId)
-				return nil
+				return (*pb.MemberUpdateResponse)(resp), err
 			})
 		},
 	}
@@ -207,20 +214,9 @@ func newMemberPromoteCmd(f *clientFlags) *cobra.Command {
 		Short: "Promote a learner to a voting member",
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			id, err := memberArg(a)
-			if err != nil {
-				return err
-			}
-			return f.withClient(cmd, func(cli *clientv3.Client, p *printer, ctx context.Context) error {
+			return f.changeMember(cmd, a, nil, "promoted in", func(ctx context.Context, cli *clientv3.Client, id uint64) (memberResponse, error) {
 				resp, err := cli.MemberPromote(ctx, id)
-				if err != nil {
-					return err
-				}
-				if p.isJSON() {
-					return p.json((*pb.MemberPromoteResponse)(resp))
-				}
-				p.line("Member %16x promoted in cluster %16x", id, resp.Header.ClusterId)
-				return nil
+				return (*pb.MemberPromoteResponse)(resp), err
 			})
 		},
 	}

@@ -25,6 +25,19 @@ func leaseArg(a []string) (clientv3.LeaseID, error) {
 	return clientv3.LeaseID(id), err
 }
 
+// withLease parses the lease ID argument, then runs fn with it as withClient
+// runs its function.
+func (f *clientFlags) withLease(cmd *cobra.Command, a []string,
+	fn func(cli *clientv3.Client, p *printer, ctx context.Context, id clientv3.LeaseID) error) error {
+	id, err := leaseArg(a)
+	if err != nil {
+		return err
+	}
+	return f.withClient(cmd, func(cli *clientv3.Client, p *printer, ctx context.Context) error {
+		return fn(cli, p, ctx, id)
+	})
+}
+
 func newLeaseGrantCmd(f *clientFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:     "grant TTL",
@@ -41,11 +54,8 @@ func newLeaseGrantCmd(f *clientFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if p.isJSON() {
-					return p.json(&pb.LeaseGrantResponse{Header: resp.ResponseHeader, ID: int64(resp.ID), TTL: resp.TTL, Error: resp.Error})
-				}
-				p.line("lease %016x granted with TTL(%ds)", resp.ID, resp.TTL)
-				return nil
+				return p.result(&pb.LeaseGrantResponse{Header: resp.ResponseHeader, ID: int64(resp.ID), TTL: resp.TTL, Error: resp.Error},
+					"lease %016x granted with TTL(%ds)", resp.ID, resp.TTL)
 			})
 		},
 	}
@@ -57,20 +67,12 @@ func newLeaseRevokeCmd(f *clientFlags) *cobra.Command {
 		Short: "Revoke a lease, deleting the keys attached to it",
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			id, err := leaseArg(a)
-			if err != nil {
-				return err
-			}
-			return f.withClient(cmd, func(cli *clientv3.Client, p *printer, ctx context.Context) error {
+			return f.withLease(cmd, a, func(cli *clientv3.Client, p *printer, ctx context.Context, id clientv3.LeaseID) error {
 				resp, err := cli.Revoke(ctx, id)
 				if err != nil {
 					return err
 				}
-				if p.isJSON() {
-					return p.json((*pb.LeaseRevokeResponse)(resp))
-				}
-				p.line("lease %016x revoked", id)
-				return nil
+				return p.result((*pb.LeaseRevokeResponse)(resp), "lease %016x revoked", id)
 			})
 		},
 	}
@@ -91,11 +93,8 @@ With --once it renews the lease once.`,
 				return err
 			}
 			print := func(p *printer, resp *clientv3.LeaseKeepAliveResponse) error {
-				if p.isJSON() {
-					return p.json(&pb.LeaseKeepAliveResponse{Header: resp.ResponseHeader, ID: int64(resp.ID), TTL: resp.TTL})
-				}
-				p.line("lease %016x keepalived with TTL(%d)", resp.ID, resp.TTL)
-				return nil
+				return p.result(&pb.LeaseKeepAliveResponse{Header: resp.ResponseHeader, ID: int64(resp.ID), TTL: resp.TTL},
+					"lease %016x keepalived with TTL(%d)", resp.ID, resp.TTL)
 			}
 			if once {
 				return f.withClient(cmd, func(cli *clientv3.Client, p *printer, ctx context.Context) error {
@@ -140,11 +139,7 @@ func newLeaseTimeToLiveCmd(f *clientFlags) *cobra.Command {
 		Short: "Print a lease's granted and remaining TTL (and its keys with --keys)",
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			id, err := leaseArg(a)
-			if err != nil {
-				return err
-			}
-			return f.withClient(cmd, func(cli *clientv3.Client, p *printer, ctx context.Context) error {
+			return f.withLease(cmd, a, func(cli *clientv3.Client, p *printer, ctx context.Context, id clientv3.LeaseID) error {
 				var opts []clientv3.LeaseOption
 				if keys {
 					opts = append(opts, clientv3.WithAttachedKeys())

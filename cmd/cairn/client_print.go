@@ -47,6 +47,16 @@ func (p *printer) json(m proto.Message) error {
 	return err
 }
 
+// result prints a response that simple output shows as one line: m as JSON,
+// or else the line format and args make.
+func (p *printer) result(m proto.Message, format string, args ...any) error {
+	if p.isJSON() {
+		return p.json(m)
+	}
+	p.line(format, args...)
+	return nil
+}
+
 // kv prints a key and its value on two lines, as etcdctl does.
 func (p *printer) kv(kv *mvccpb.KeyValue, valueOnly bool) {
 	if !valueOnly {

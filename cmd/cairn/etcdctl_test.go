@@ -424,6 +424,7 @@ var (
 	reJSONHdr     = regexp.MustCompile(`"(cluster_id|member_id|raft_term|lease|ID)":\d+`)
 	reStatus      = regexp.MustCompile(`(?m)^(EP, ID\d+, VERSION, SIZE, (?:true|false), (?:true|false)), \d+, \d+, \d+, `)
 	reMember      = regexp.MustCompile(`Member +`)
+	reCluster     = regexp.MustCompile(`cluster +`) // %16x pads shorter ids with spaces
 	reInitial     = regexp.MustCompile(`ETCD_INITIAL_CLUSTER="([^"]*)"`)
 	reMemberLines = regexp.MustCompile(`(?m)(^[0-9a-f]+, (?:un)?started, .*\n)+`)
 	reClientLog   = regexp.MustCompile(`(?m)^\{"level":.*\}\n`) // clientv3's own logs, with timestamps
@@ -443,6 +444,7 @@ func normalise(s, ep, name string) string {
 	s = strings.ReplaceAll(s, ","+name+"=", ",NAME=")
 	s = strings.ReplaceAll(s, `"`+name+"=", `"NAME=`)
 	s = reMember.ReplaceAllString(s, "Member ")
+	s = reCluster.ReplaceAllString(s, "cluster ")
 	// Members are listed in an order of their random ids.
 	s = reInitial.ReplaceAllStringFunc(s, func(l string) string {
 		m := reInitial.FindStringSubmatch(l)

@@ -237,14 +237,23 @@ func localLayout(dir string, keep bool, host string, basePort int) (clients, pee
 
 // localAddrs returns the members' client and peer addresses.
 func localAddrs(host string, basePort, n int) (clients, peers []string, err error) {
+	// Free peer ports are held until all are picked, so that no two
+	// members get the same one.
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
 	for i := range n {
 		if basePort == 0 {
-			p, err := freePort(host)
+			l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, fmt.Errorf("pick a free port on %s: %w", host, err)
 			}
+			held = append(held, l)
 			clients = append(clients, net.JoinHostPort(host, "0"))
-			peers = append(peers, p)
+			peers = append(peers, l.Addr().String())
 			continue
 		}
 		port := basePort

@@ -10,52 +10,35 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 
-	"github.com/cairn-db/cairn"
-	"github.com/cairn-db/cairn/client"
+	"github.com/cairn-db/cairn/examples/internal/kvflag"
 )
 
 func main() {
-	endpoints := flag.String("endpoints", "", "comma-separated client endpoints of a cairn cluster")
-	dataDir := flag.String("data-dir", "", "run an embedded database in this directory instead")
+	conn := kvflag.Register(flag.CommandLine)
 	prefix := flag.String("prefix", "config/", "the prefix to mirror")
 	stateFile := flag.String("state", "configwatch.json", "the state file: the local copy and its revision")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *endpoints, *dataDir, *prefix, *stateFile, os.Stdout); err != nil {
+	if err := run(ctx, conn.Endpoints, conn.DataDir, *prefix, *stateFile, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "configwatch:", err)
 		os.Exit(1)
 	}
 }
 
 func run(ctx context.Context, endpoints, dataDir, prefix, stateFile string, out io.Writer) error {
-	db, err := open(endpoints, dataDir)
+	db, err := kvflag.Open(endpoints, dataDir)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	m := &Mirror{KV: db, Prefix: prefix, State: stateFile, Apply: func(c Change) { fmt.Fprintln(out, c) }}
 	return m.Run(ctx)
-}
-
-// open is the one line that differs between remote and embedded.
-func open(endpoints, dataDir string) (cairn.KV, error) {
-	switch {
-	case endpoints != "" && dataDir != "":
-		return nil, errors.New("give --endpoints or --data-dir, not both")
-	case endpoints != "":
-		return client.Connect(strings.Split(endpoints, ",")...)
-	case dataDir != "":
-		return cairn.Open(dataDir)
-	}
-	return nil, errors.New("give --endpoints (remote) or --data-dir (embedded)")
 }

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/cairn-db/cairn"
+	"github.com/cairn-db/cairn/examples/internal/kvflag"
 	"github.com/cairn-db/cairn/internal/servercluster"
 )
 
@@ -24,7 +25,7 @@ func TestMain(m *testing.M) {
 
 func TestResumeRemote(t *testing.T) {
 	c := servercluster.New(t, servercluster.Options{})
-	db, err := open(strings.Join(c.Endpoints(), ","), "")
+	db, err := kvflag.Open(strings.Join(c.Endpoints(), ","), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +34,7 @@ func TestResumeRemote(t *testing.T) {
 }
 
 func TestResumeEmbedded(t *testing.T) {
-	db, err := open("", t.TempDir())
+	db, err := kvflag.Open("", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

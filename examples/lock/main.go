@@ -11,22 +11,19 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"time"
 
 	"github.com/cairn-db/cairn"
-	"github.com/cairn-db/cairn/client"
+	"github.com/cairn-db/cairn/examples/internal/kvflag"
 )
 
 func main() {
-	endpoints := flag.String("endpoints", "", "comma-separated client endpoints of a cairn cluster")
-	dataDir := flag.String("data-dir", "", "run an embedded database in this directory instead")
+	conn := kvflag.Register(flag.CommandLine)
 	name := flag.String("name", "demo", "the lock's name")
 	ttl := flag.Int64("ttl", 10, "lease TTL in seconds: how long the lock outlives a holder that vanished")
 	hold := flag.Duration("hold", 5*time.Second, "how long to hold the lock")
@@ -34,32 +31,19 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *endpoints, *dataDir, *name, *ttl, *hold, os.Stdout); err != nil {
+	if err := run(ctx, conn.Endpoints, conn.DataDir, *name, *ttl, *hold, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "lock:", err)
 		os.Exit(1)
 	}
 }
 
 func run(ctx context.Context, endpoints, dataDir, name string, ttl int64, hold time.Duration, out io.Writer) error {
-	db, err := open(endpoints, dataDir)
+	db, err := kvflag.Open(endpoints, dataDir)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	return holdLock(ctx, db, name, ttl, hold, out)
-}
-
-// open is the one line that differs between remote and embedded.
-func open(endpoints, dataDir string) (cairn.KV, error) {
-	switch {
-	case endpoints != "" && dataDir != "":
-		return nil, errors.New("give --endpoints or --data-dir, not both")
-	case endpoints != "":
-		return client.Connect(strings.Split(endpoints, ",")...)
-	case dataDir != "":
-		return cairn.Open(dataDir)
-	}
-	return nil, errors.New("give --endpoints (remote) or --data-dir (embedded)")
 }
 
 // holdLock takes lock name, holds it for d (or until ctx ends or the lease

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cairn-db/cairn/internal/transporttest"
 	"github.com/cairn-db/cairn/transport"
 )
 
@@ -28,12 +29,12 @@ func TestMain(m *testing.M) {
 
 // recorder is a transport.Handler that keeps what it is given.
 type recorder struct {
+	transporttest.Observer // PeerState, SnapshotTransferred
+
 	mu          sync.Mutex
 	delivered   []*raftpb.Message
 	unreachable map[uint64]int
 	snapshots   []snapshotReport
-	states      []peerState
-	transfers   []transport.SnapshotTransfer
 	// onDeliver, when set, runs inside Deliver (before the message is kept).
 	onDeliver func(m *raftpb.Message)
 	// discard, when set, keeps no delivered message (for benchmarks).
@@ -72,35 +73,7 @@ func (r *recorder) ReportSnapshot(id uint64, ok bool) {
 }
 
 // peerState is one Handler.PeerState call.
-type peerState struct {
-	peer  uint64
-	class transport.Class
-	up    bool
-}
-
-func (r *recorder) PeerState(id uint64, c transport.Class, up bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.states = append(r.states, peerState{id, c, up})
-}
-
-func (r *recorder) SnapshotTransferred(x transport.SnapshotTransfer) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.transfers = append(r.transfers, x)
-}
-
-func (r *recorder) peerStates() []peerState {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]peerState(nil), r.states...)
-}
-
-func (r *recorder) snapshotTransfers() []transport.SnapshotTransfer {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]transport.SnapshotTransfer(nil), r.transfers...)
-}
+type peerState = transporttest.PeerState
 
 // messages returns the delivered messages of class c, in delivery order.
 func (r *recorder) messages(c transport.Class) []*raftpb.Message {

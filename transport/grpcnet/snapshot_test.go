@@ -87,7 +87,7 @@ func TestSnapshotTransfer(t *testing.T) {
 			}
 			// Both ends describe the transfer: the whole file moved.
 			size := int64(len(data))
-			sent, recv := a.rec.snapshotTransfers(), b.rec.snapshotTransfers()
+			sent, recv := a.rec.SnapshotTransfers(), b.rec.SnapshotTransfers()
 			if len(sent) != 1 || len(recv) != 1 {
 				t.Fatalf("SnapshotTransferred: sender %v, receiver %v, want one each", sent, recv)
 			}
@@ -97,8 +97,8 @@ func TestSnapshotTransfer(t *testing.T) {
 			if x := recv[0]; x.Peer != 1 || !x.Received || x.Term != 3 || x.Index != 100 || x.Bytes != size || x.Duration <= 0 {
 				t.Errorf("receiver's transfer = %+v, want from 1 of snapshot 3/100, %d bytes", x, size)
 			}
-			if up := (peerState{2, transport.Bulk, true}); !slices.Contains(a.rec.peerStates(), up) {
-				t.Errorf("sender's PeerState reports %v lack %v", a.rec.peerStates(), up)
+			if up := (peerState{Peer: 2, Class: transport.Bulk, Up: true}); !slices.Contains(a.rec.PeerStates(), up) {
+				t.Errorf("sender's PeerState reports %v lack %v", a.rec.PeerStates(), up)
 			}
 		})
 	}

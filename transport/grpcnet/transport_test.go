@@ -276,7 +276,7 @@ func TestPeerStateReported(t *testing.T) {
 	addr := b.Addr()
 	has := func(want ...peerState) func() bool {
 		return func() bool {
-			got := a.rec.peerStates()
+			got := a.rec.PeerStates()
 			for _, w := range want {
 				if !slices.Contains(got, w) {
 					return false
@@ -285,19 +285,19 @@ func TestPeerStateReported(t *testing.T) {
 			return true
 		}
 	}
-	waitFor(t, 5*time.Second, "control and data up", has(peerState{2, transport.Control, true}, peerState{2, transport.Data, true}))
+	waitFor(t, 5*time.Second, "control and data up", has(peerState{Peer: 2, Class: transport.Control, Up: true}, peerState{Peer: 2, Class: transport.Data, Up: true}))
 
 	// Idle streams notice a dead peer too: nothing is sent.
 	b.Close()
-	waitFor(t, 10*time.Second, "control and data down", has(peerState{2, transport.Control, false}, peerState{2, transport.Data, false}))
+	waitFor(t, 10*time.Second, "control and data down", has(peerState{Peer: 2, Class: transport.Control, Up: false}, peerState{Peer: 2, Class: transport.Data, Up: false}))
 
 	// The same node back at the same address.
 	b2 := newNode(t, 2, func(o *Options) { o.ListenAddr = addr })
 	b2.AddPeer(1, a.Addr())
 	waitFor(t, 10*time.Second, "control and data up again", func() bool {
 		n := 0
-		for _, s := range a.rec.peerStates() {
-			if s.up && s.class != transport.Bulk {
+		for _, s := range a.rec.PeerStates() {
+			if s.Up && s.Class != transport.Bulk {
 				n++
 			}
 		}
@@ -306,9 +306,9 @@ func TestPeerStateReported(t *testing.T) {
 	// Each class reports alternating states, starting up.
 	for _, c := range []transport.Class{transport.Control, transport.Data} {
 		var seq []bool
-		for _, s := range a.rec.peerStates() {
-			if s.class == c {
-				seq = append(seq, s.up)
+		for _, s := range a.rec.PeerStates() {
+			if s.Class == c {
+				seq = append(seq, s.Up)
 			}
 		}
 		if !slices.Equal(seq, []bool{true, false, true}) {
@@ -334,10 +334,10 @@ func TestBulkStateFollowsTransfers(t *testing.T) {
 	if got := a.rec.snapshotReports()[0]; got.ok {
 		t.Fatal("snapshot to a dead address reported sent")
 	}
-	if !slices.Contains(a.rec.peerStates(), peerState{2, transport.Bulk, false}) {
-		t.Fatalf("PeerState reports %v lack bulk down", a.rec.peerStates())
+	if !slices.Contains(a.rec.PeerStates(), peerState{Peer: 2, Class: transport.Bulk, Up: false}) {
+		t.Fatalf("PeerState reports %v lack bulk down", a.rec.PeerStates())
 	}
-	if n := len(a.rec.snapshotTransfers()); n != 0 {
+	if n := len(a.rec.SnapshotTransfers()); n != 0 {
 		t.Fatalf("%d transfers described for a failed snapshot", n)
 	}
 }

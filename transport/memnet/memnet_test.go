@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/goleak"
 
+	"github.com/cairn-db/cairn/internal/transporttest"
 	"github.com/cairn-db/cairn/transport"
 )
 
@@ -45,6 +46,8 @@ func quiesce(t *testing.T, n *Network) Stats {
 
 // recorder is a transport.Handler that remembers everything.
 type recorder struct {
+	transporttest.Observer // PeerState, SnapshotTransferred
+
 	// onDeliver, if set, runs in Deliver before the message is recorded.
 	onDeliver func(m *raftpb.Message)
 
@@ -53,40 +56,10 @@ type recorder struct {
 	at          []time.Time
 	unreachable map[uint64]int
 	snaps       []snapReport
-	states      []peerState
-	transfers   []transport.SnapshotTransfer
 }
 
 // peerState is one Handler.PeerState call.
-type peerState struct {
-	peer  uint64
-	class transport.Class
-	up    bool
-}
-
-func (r *recorder) PeerState(id uint64, c transport.Class, up bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.states = append(r.states, peerState{id, c, up})
-}
-
-func (r *recorder) SnapshotTransferred(x transport.SnapshotTransfer) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.transfers = append(r.transfers, x)
-}
-
-func (r *recorder) peerStates() []peerState {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]peerState(nil), r.states...)
-}
-
-func (r *recorder) snapshotTransfers() []transport.SnapshotTransfer {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]transport.SnapshotTransfer(nil), r.transfers...)
-}
+type peerState = transporttest.PeerState
 
 func (r *recorder) Deliver(m *raftpb.Message) {
 	if r.onDeliver != nil {
