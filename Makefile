@@ -75,3 +75,28 @@ BENCH_SERVER_OUT          ?= /tmp/bench-server.txt
 bench-server:
 	$(GO) test -run '^$$' -bench 'BenchmarkServer/impl=/nodes=/op=/clients=1$$' -benchtime $(BENCH_SERVER_SERIAL_OPS)x -count $(BENCH_SERVER_COUNT) -timeout 60m ./benchmarks/ | tee $(BENCH_SERVER_OUT)
 	$(GO) test -run '^$$' -bench 'BenchmarkServer/impl=/nodes=/op=/clients=64$$' -benchtime $(BENCH_SERVER_PARALLEL_OPS)x -count $(BENCH_SERVER_COUNT) -timeout 60m ./benchmarks/ | tee -a $(BENCH_SERVER_OUT)
+
+# make bench-read: BenchmarkRead (package benchmarks), reads under each read
+# policy (linearizable, lease, eventual) on three nodes, from the leader and
+# from a follower, embedded (memnet peers) and over gRPC (clientv3-based
+# client, production raft timing), with 1 and 1,000 readers, and the
+# linearizable cases under three read_batching settings; into
+# $(BENCH_READ_OUT). Op counts per case: embedded $(BENCH_READ_EMBEDDED_SERIAL_OPS)
+# (1 reader) and $(BENCH_READ_EMBEDDED_PARALLEL_OPS) (1,000 readers), gRPC
+# $(BENCH_READ_GRPC_SERIAL_OPS) and $(BENCH_READ_GRPC_PARALLEL_OPS); each case
+# $(BENCH_READ_COUNT) times. About 45 s per count on 2 cores (the clusters start
+# once per mode and batching setting, not per case).
+BENCH_READ_EMBEDDED_SERIAL_OPS   ?= 20000
+BENCH_READ_EMBEDDED_PARALLEL_OPS ?= 300000
+BENCH_READ_GRPC_SERIAL_OPS       ?= 5000
+BENCH_READ_GRPC_PARALLEL_OPS     ?= 60000
+BENCH_READ_COUNT                 ?= 2
+BENCH_READ_OUT                   ?= /tmp/bench-read.txt
+
+.PHONY: bench-read
+
+bench-read:
+	$(GO) test -run '^$$' -bench 'BenchmarkRead/mode=embedded/policy=/from=/readers=1$$' -benchtime $(BENCH_READ_EMBEDDED_SERIAL_OPS)x -count $(BENCH_READ_COUNT) -timeout 30m ./benchmarks/ | tee $(BENCH_READ_OUT)
+	$(GO) test -run '^$$' -bench 'BenchmarkRead/mode=embedded/policy=/from=/readers=1000$$' -benchtime $(BENCH_READ_EMBEDDED_PARALLEL_OPS)x -count $(BENCH_READ_COUNT) -timeout 30m ./benchmarks/ | tee -a $(BENCH_READ_OUT)
+	$(GO) test -run '^$$' -bench 'BenchmarkRead/mode=grpc/policy=/from=/readers=1$$' -benchtime $(BENCH_READ_GRPC_SERIAL_OPS)x -count $(BENCH_READ_COUNT) -timeout 30m ./benchmarks/ | tee -a $(BENCH_READ_OUT)
+	$(GO) test -run '^$$' -bench 'BenchmarkRead/mode=grpc/policy=/from=/readers=1000$$' -benchtime $(BENCH_READ_GRPC_PARALLEL_OPS)x -count $(BENCH_READ_COUNT) -timeout 30m ./benchmarks/ | tee -a $(BENCH_READ_OUT)

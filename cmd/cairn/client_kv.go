@@ -18,14 +18,20 @@ import (
 	"github.com/spf13/cobra"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/cairn-db/cairn/engine"
+	"github.com/cairn-db/cairn/server"
 )
 
 // opRunner receives the request a put, get or del command line describes:
-// the client commands send it, txn collects it.
-type opRunner func(cmd *cobra.Command, op clientv3.Op, out getOutput) error
+// the client commands send it, txn collects it. policy is the read policy a
+// get asks for through the gRPC metadata (server.ReadConsistencyKey), ""
+// for none: the member's default, or eventual if op is serializable.
+type opRunner func(cmd *cobra.Command, op clientv3.Op, policy engine.ReadPolicy, out getOutput) error
 
 // runOp sends one request and prints its response.
-func (f *clientFlags) runOp(cmd *cobra.Command, op clientv3.Op, out getOutput) error {
+func (f *clientFlags) runOp(cmd *cobra.Command, op clientv3.Op, policy engine.ReadPolicy, out getOutput) error {
 	cli, err := f.client(cmd.Context())
 	if err != nil {
 		return err
@@ -33,6 +39,9 @@ func (f *clientFlags) runOp(cmd *cobra.Command, op clientv3.Op, out getOutput) e
 	defer cli.Close()
 	ctx, cancel := f.requestCtx(cmd.Context())
 	defer cancel()
+	if policy != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, server.ReadConsistencyKey, policy.ShortName())
+	}
 	resp, err := cli.Do(ctx, op)
 	if err != nil {
 		return f.lost(cli, err)
@@ -102,7 +111,7 @@ func putCommand(valueFromStdin bool, run opRunner) *cobra.Command {
 				}
 				value = string(b)
 			}
-			return run(cmd, clientv3.OpPut(a[0], value, opts...), getOutput{})
+			return run(cmd, clientv3.OpPut(a[0], value, opts...), "", getOutput{})
 		},
 	}
 	fl := cmd.Flags()
@@ -113,14 +122,21 @@ func putCommand(valueFromStdin bool, run opRunner) *cobra.Command {
 	return cmd
 }
 
-// readConsistencies are the values of get's --consistency and what each
-// adds to a read. A new level is one more entry here.
+// readConsistencies are the values of get's --consistency and how each is
+// asked for: the policy sent in the gRPC metadata key
+// server.ReadConsistencyKey, and the options added to the request. eventual
+// is etcd's serializable flag, which every member honours whatever its
+// raft.read_consistency settings; linearizable and lease go through the
+// metadata (a member with allow_client_override = false refuses a policy
+// other than its default). A new level is one more entry here.
 var readConsistencies = []struct {
 	name    string
 	aliases []string // etcdctl's spellings
+	policy  engine.ReadPolicy
 	opts    []clientv3.OpOption
 }{
-	{name: "linearizable", aliases: []string{"l"}},
+	{name: "linearizable", aliases: []string{"l"}, policy: engine.LinearizableRead},
+	{name: "lease", policy: engine.LeaseRead},
 	{name: "eventual", aliases: []string{"s", "serializable"}, opts: []clientv3.OpOption{clientv3.WithSerializable()}},
 }
 
@@ -132,13 +148,18 @@ func consistencyNames() string {
 	return strings.Join(names, ", ")
 }
 
-func consistencyOpts(name string) ([]clientv3.OpOption, error) {
+// consistencyOpts returns what --consistency name sends; "" (the flag not
+// given) sends nothing, which reads with the member's default policy.
+func consistencyOpts(name string) (engine.ReadPolicy, []clientv3.OpOption, error) {
+	if name == "" {
+		return "", nil, nil
+	}
 	for _, c := range readConsistencies {
 		if name == c.name || slices.Contains(c.aliases, name) {
-			return c.opts, nil
+			return c.policy, c.opts, nil
 		}
 	}
-	return nil, usagef("--consistency %q: must be one of %s", name, consistencyNames())
+	return "", nil, usagef("--consistency %q: must be one of %s", name, consistencyNames())
 }
 
 // rangeOpts turns KEY [RANGE_END], --prefix and --from-key into the key and
@@ -188,7 +209,7 @@ RANGE_END makes the range [KEY, RANGE_END); --prefix every key starting with KEY
 			if err != nil {
 				return err
 			}
-			copts, err := consistencyOpts(consistency)
+			policy, copts, err := consistencyOpts(consistency)
 			if err != nil {
 				return err
 			}
@@ -219,7 +240,7 @@ RANGE_END makes the range [KEY, RANGE_END); --prefix every key starting with KEY
 				}
 				opts = append(opts, clientv3.WithSort(t, o))
 			}
-			return run(cmd, clientv3.OpGet(a[0], opts...), getOutput{countOnly: countOnly, valueOnly: valueOnly})
+			return run(cmd, clientv3.OpGet(a[0], opts...), policy, getOutput{countOnly: countOnly, valueOnly: valueOnly})
 		},
 	}
 	fl := cmd.Flags()
@@ -230,7 +251,10 @@ RANGE_END makes the range [KEY, RANGE_END); --prefix every key starting with KEY
 	fl.BoolVar(&keysOnly, "keys-only", false, "get only the keys")
 	fl.BoolVar(&countOnly, "count-only", false, "print only the number of keys")
 	fl.BoolVar(&valueOnly, "print-value-only", false, "print only the values")
-	fl.StringVar(&consistency, "consistency", "linearizable", "read consistency: "+consistencyNames()+" (eventual is etcd's serializable: any member's local state)")
+	fl.StringVar(&consistency, "consistency", "", "read consistency: "+consistencyNames()+
+		" (default: the member's raft.read_consistency.default_policy, linearizable unless configured otherwise;"+
+		" lease skips the quorum round on a leader that holds a lease; eventual is etcd's serializable:"+
+		" the member's local state, possibly stale)")
 	fl.StringVar(&order, "order", "", "sort order: ASCEND or DESCEND")
 	fl.StringVar(&sortBy, "sort-by", "", "sort by CREATE, KEY, MODIFY, VALUE or VERSION")
 	return cmd
@@ -253,7 +277,7 @@ starting with KEY, and prints how many keys it deleted.`,
 			if prevKV {
 				opts = append(opts, clientv3.WithPrevKV())
 			}
-			return run(cmd, clientv3.OpDelete(a[0], opts...), getOutput{})
+			return run(cmd, clientv3.OpDelete(a[0], opts...), "", getOutput{})
 		},
 	}
 	fl := cmd.Flags()
@@ -437,7 +461,9 @@ func parseTxnOp(line string) (clientv3.Op, error) {
 		return clientv3.Op{}, usagef("invalid txn request %q: %v", line, err)
 	}
 	var op *clientv3.Op
-	collect := func(_ *cobra.Command, o clientv3.Op, _ getOutput) error {
+	// A txn goes through raft as a whole: a get's policy is not sent (what
+	// the txn reads is linearizable anyway).
+	collect := func(_ *cobra.Command, o clientv3.Op, _ engine.ReadPolicy, _ getOutput) error {
 		op = &o
 		return nil
 	}

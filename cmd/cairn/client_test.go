@@ -17,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/cairn-db/cairn/engine"
 	"github.com/cairn-db/cairn/internal/servercluster"
 )
 
@@ -103,6 +104,15 @@ func TestClientCommands(t *testing.T) {
 		wantOutput(t, "put --prev-kv", cairnOK(t, eps, "", "put", "foo", "baz", "--prev-kv"), "OK\nfoo\nbar\n")
 		wantOutput(t, "get --print-value-only", cairnOK(t, eps, "", "get", "foo", "--print-value-only"), "baz\n")
 		wantOutput(t, "get --consistency eventual", cairnOK(t, eps, "", "get", "foo", "--consistency", "eventual"), "foo\nbaz\n")
+		// lease and linearizable are sent in the metadata: the members count
+		// the reads by the policy they served.
+		before := readStats(c)
+		wantOutput(t, "get --consistency lease", cairnOK(t, eps, "", "get", "foo", "--consistency", "lease"), "foo\nbaz\n")
+		wantOutput(t, "get --consistency l", cairnOK(t, eps, "", "get", "foo", "--consistency", "l"), "foo\nbaz\n")
+		if after := readStats(c); after.Lease != before.Lease+1 || after.Linearizable < before.Linearizable+1 {
+			t.Errorf("reads served: lease %d -> %d (want +1), linearizable %d -> %d (want at least +1)",
+				before.Lease, after.Lease, before.Linearizable, after.Linearizable)
+		}
 		wantOutput(t, "put from stdin", cairnOK(t, eps, "from\nstdin", "put", "in"), "OK\n")
 		wantOutput(t, "get stdin value", cairnOK(t, eps, "", "get", "in", "--print-value-only"), "from\nstdin\n")
 		// Global flags may come before the command, as cairn local prints.
@@ -409,7 +419,7 @@ put t/a failed
 			{args: []string{"get", "a", "-w", "yaml"}, want: []string{"--write-out", `"yaml"`, "simple, json, table"}},
 			{args: []string{"get", "a", "b", "--prefix"}, want: []string{"RANGE_END", "--prefix"}},
 			{args: []string{"get", "a", "--prefix", "--from-key"}, want: []string{"--prefix", "--from-key"}},
-			{args: []string{"get", "a", "--consistency", "strong"}, want: []string{"--consistency", `"strong"`, "linearizable, eventual"}},
+			{args: []string{"get", "a", "--consistency", "strong"}, want: []string{"--consistency", `"strong"`, "linearizable, lease, eventual"}},
 			{args: []string{"get", "a", "--rev", "-1"}, want: []string{"--rev", "negative"}},
 			{args: []string{"put", "a", "--lease", "xyz", "v"}, want: []string{"lease ID", `"xyz"`}},
 			{args: []string{"lease", "grant", "soon"}, want: []string{"TTL", `"soon"`}},
@@ -458,6 +468,18 @@ put t/a failed
 			}
 		}
 	})
+}
+
+// readStats sums the members' read counters.
+func readStats(c *servercluster.Cluster) engine.ReadStats {
+	var sum engine.ReadStats
+	for _, s := range c.Servers {
+		st := s.DB().Engine().ReadStats()
+		sum.Linearizable += st.Linearizable
+		sum.Lease += st.Lease
+		sum.Eventual += st.Eventual
+	}
+	return sum
 }
 
 func mustHex(t *testing.T, s string) uint64 {
