@@ -291,7 +291,7 @@ func (db *DB) TimeToLive(ctx context.Context, id int64, keys bool) (*pb.LeaseTim
 	}
 	resp := &pb.LeaseTimeToLiveResponse{Header: db.header(), ID: id, TTL: int64(l.Remaining.Seconds()), GrantedTTL: l.TTL}
 	if keys {
-		if resp.Keys, err = db.sm.Store().KeysWithLease(id); err != nil {
+		if resp.Keys, err = db.sm.KeysWithLease(id); err != nil {
 			return nil, err
 		}
 	}

@@ -43,7 +43,12 @@ func TestBehaviour(t *testing.T) {
 	})
 	t.Run("remote", func(t *testing.T) {
 		c := servercluster.New(t, servercluster.Options{})
-		remote = behaviour(t, connect(t, client.Config{Endpoints: c.Endpoints()}))
+		// One endpoint: a compaction is applied on the member that
+		// acknowledged it, but a watch sent to another member right after
+		// may reach it first (as with etcd); the behaviour script expects
+		// the embedded DB's read-your-compaction order. TestFailover uses
+		// every endpoint.
+		remote = behaviour(t, connect(t, client.Config{Endpoints: c.Endpoints(c.Names()[1])}))
 	})
 	if t.Failed() {
 		return

@@ -340,6 +340,9 @@ func (e *Engine) Stop() error {
 		if serr := e.store.MarkClean(); err == nil {
 			err = serr
 		}
+		if su, ok := e.sm.(StorageUser); ok {
+			su.ReleaseStorage()
+		}
 		if serr := e.store.Close(); err == nil {
 			err = serr
 		}

@@ -56,7 +56,11 @@ type Snapshot interface {
 // fsync for both. The engine calls UseStorage once, after opening storage
 // and before AppliedIndex. The state machine must only use keys at or above
 // storage.UserKeyspaceStart, and should write its applied index in the same
-// batch as the data of each Apply.
+// batch as the data of each Apply. The engine calls ReleaseStorage once it
+// no longer applies, before it closes db — also when it stops by itself
+// after a failure: from then on the state machine must not touch db (its
+// readers get an error instead of a closed Pebble).
 type StorageUser interface {
 	UseStorage(db *pebble.DB) error
+	ReleaseStorage()
 }

@@ -41,9 +41,12 @@ type BackupInfo struct {
 // to w, followed by its SHA-256, and returns the number of bytes written.
 // It may run alongside Apply: the copy is of the last apply before the call.
 func (sm *StateMachine) WriteBackup(w io.Writer) (int64, error) {
-	sm.restoring.RLock()
+	done, err := sm.reading()
+	if err != nil {
+		return 0, err
+	}
 	snap, err := sm.store.Snapshot()
-	sm.restoring.RUnlock()
+	done()
 	if err != nil {
 		return 0, fmt.Errorf("kv: backup: %w", err)
 	}

@@ -12,8 +12,11 @@ import (
 // the compacted revision, the revision hashed, and the current revision in
 // the header. It waits out a snapshot restore in progress.
 func (sm *StateMachine) HashKV(rev int64) (*pb.HashKVResponse, error) {
-	sm.restoring.RLock()
-	defer sm.restoring.RUnlock()
+	done, err := sm.reading()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	h, cur, compact, err := sm.store.HashKV(rev)
 	if err != nil {
 		return nil, err
@@ -30,8 +33,11 @@ func (sm *StateMachine) HashKV(rev int64) (*pb.HashKVResponse, error) {
 // this node's applied index (see mvcc.Store.Hash), so that members that
 // applied the same entries match. It waits out a snapshot restore.
 func (sm *StateMachine) Hash() (*pb.HashResponse, error) {
-	sm.restoring.RLock()
-	defer sm.restoring.RUnlock()
+	done, err := sm.reading()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	rev := sm.store.Rev()
 	h, err := sm.store.Hash()
 	if err != nil {
@@ -52,9 +58,13 @@ var (
 // compaction: etcd's dbSize), inUse an estimate of the live part (the
 // tables holding the keyspace and the live write-ahead log: etcd's
 // dbSizeInUse). inUse never exceeds total. Defragment brings total down
-// towards inUse. Like every read of the Pebble instance it must not be
-// called after the node stopped.
+// towards inUse. Once the node stopped both are 0.
 func (sm *StateMachine) Size() (total, inUse int64) {
+	done, err := sm.reading()
+	if err != nil {
+		return 0, 0
+	}
+	defer done()
 	m := sm.db.Metrics()
 	total = int64(m.DiskSpaceUsage())
 	tables, err := sm.db.EstimateDiskUsage(pebbleStart, pebbleEnd)
@@ -68,8 +78,13 @@ func (sm *StateMachine) Size() (total, inUse int64) {
 // machine), which rewrites the live data and drops what deletions,
 // overwrites and compactions left behind: etcd's defragment. It runs
 // alongside reads and writes, and returns when the compaction is done or
-// ctx ends. It must not be called after the node stopped.
+// ctx ends. Once the node stopped it fails with ErrClosed.
 func (sm *StateMachine) Defragment(ctx context.Context) error {
+	done, err := sm.reading()
+	if err != nil {
+		return err
+	}
+	defer done()
 	if err := sm.db.Compact(ctx, pebbleStart, pebbleEnd, true); err != nil {
 		return fmt.Errorf("kv: defragment: %w", err)
 	}

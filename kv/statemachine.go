@@ -43,8 +43,32 @@ type StateMachine struct {
 	// CompactRev: they wait for the restored store instead of reading a
 	// store that is half restored (ErrRestoreIncomplete, revision 1).
 	restoring sync.RWMutex
+	released  bool        // the engine closed the storage (ReleaseStorage); guarded by restoring
 	members   memberTable // member attributes (members.go)
 	alarms    alarmTable  // active alarms (alarms.go)
+}
+
+// ErrClosed is returned by reads once the node stopped and its storage is
+// closed.
+var ErrClosed = errors.New("kv: the node stopped; its storage is closed")
+
+// ReleaseStorage implements engine.StorageUser: reads in progress finish,
+// later ones fail with ErrClosed.
+func (sm *StateMachine) ReleaseStorage() {
+	sm.restoring.Lock()
+	sm.released = true
+	sm.restoring.Unlock()
+}
+
+// reading holds off a restore (and the release of the storage) while a
+// read runs; it fails once the storage is released.
+func (sm *StateMachine) reading() (done func(), err error) {
+	sm.restoring.RLock()
+	if sm.released {
+		sm.restoring.RUnlock()
+		return nil, ErrClosed
+	}
+	return sm.restoring.RUnlock, nil
 }
 
 var (
@@ -72,7 +96,7 @@ func (sm *StateMachine) UseStorage(db *pebble.DB) error {
 		return err
 	}
 	// watch.New fills in the defaults of the zero fields.
-	hub, err := watch.New(history{s: store, mu: &sm.restoring}, sm.opts.Watch)
+	hub, err := watch.New(history{s: store, sm: sm}, sm.opts.Watch)
 	if err != nil {
 		return err
 	}
@@ -97,9 +121,22 @@ func (sm *StateMachine) Store() *mvcc.Store { return sm.store }
 // Range reads from the store, waiting out a snapshot restore in progress
 // rather than failing with mvcc.ErrRestoreIncomplete.
 func (sm *StateMachine) Range(req *pb.RangeRequest) (*pb.RangeResponse, error) {
-	sm.restoring.RLock()
-	defer sm.restoring.RUnlock()
+	done, err := sm.reading()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	return sm.store.Range(req)
+}
+
+// KeysWithLease lists the keys attached to lease id.
+func (sm *StateMachine) KeysWithLease(id int64) ([][]byte, error) {
+	done, err := sm.reading()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return sm.store.KeysWithLease(id)
 }
 
 // Lessor is the lease table.
@@ -232,24 +269,27 @@ func (sm *StateMachine) Restore(r io.Reader, index uint64) error {
 // history adapts the store to watch.History.
 type history struct {
 	s  *mvcc.Store
-	mu *sync.RWMutex // StateMachine.restoring
+	sm *StateMachine // for its restoring lock
 }
 
 func (h history) Rev() int64 {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
+	h.sm.restoring.RLock()
+	defer h.sm.restoring.RUnlock()
 	return h.s.Rev()
 }
 
 func (h history) CompactRev() int64 {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
+	h.sm.restoring.RLock()
+	defer h.sm.restoring.RUnlock()
 	return h.s.CompactRev()
 }
 
 func (h history) History(from int64, maxEvents int) ([]watch.Revision, error) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
+	done, err := h.sm.reading()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	revs, err := h.s.History(from, maxEvents)
 	if err != nil {
 		var ce *mvcc.CompactedError

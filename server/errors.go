@@ -44,6 +44,7 @@ var grpcErrors = []struct {
 	{engine.ErrProposalTimeout, rpctypes.ErrGRPCTimeout},
 	{engine.ErrProposalDropped, rpctypes.ErrGRPCTimeoutDueToLeaderFail},
 	{engine.ErrStopped, rpctypes.ErrGRPCStopped},
+	{kv.ErrClosed, rpctypes.ErrGRPCStopped},
 	{engine.ErrRemoved, rpctypes.ErrGRPCStopped},
 	{watch.ErrStopped, rpctypes.ErrGRPCStopped},
 	{engine.ErrUnknownMember, rpctypes.ErrGRPCMemberNotFound},

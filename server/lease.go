@@ -49,6 +49,12 @@ func (l *leaseServer) LeaseTimeToLive(ctx context.Context, req *pb.LeaseTimeToLi
 			return nil, err
 		}
 		if leader == l.s.db.Engine().ID() {
+			// As etcd: the leader answers once it applied everything
+			// committed, so that the keys attached by an acknowledged put
+			// (applied first on the member that proposed it) are listed.
+			if err := l.s.db.Engine().Barrier(ctx); err != nil {
+				return nil, err
+			}
 			resp, err := l.s.db.TimeToLive(ctx, req.GetID(), req.GetKeys())
 			switch {
 			case errors.Is(err, lease.ErrNotLeader):

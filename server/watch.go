@@ -147,12 +147,17 @@ func (ws *watchStream) create(req *pb.WatchCreateRequest) {
 		return
 	}
 	wt, err := ws.s.db.WatchRequest(ws.ctx, req)
-	if err != nil {
-		resp := &pb.WatchResponse{WatchId: id, Created: true, Canceled: true, CancelReason: reason(err)}
-		if rev, ok := watch.CompactRevision(err); ok {
-			resp.CompactRevision = rev
+	if rev, ok := watch.CompactRevision(err); ok {
+		// As etcd: the watch is created, then canceled with the compact
+		// revision, in two responses (clientv3 reads nothing but the
+		// creation in a created response).
+		if ws.send(&pb.WatchResponse{WatchId: id, Created: true}) {
+			ws.send(&pb.WatchResponse{WatchId: id, Canceled: true, CompactRevision: rev, CancelReason: reason(err)})
 		}
-		ws.send(resp)
+		return
+	}
+	if err != nil {
+		ws.send(&pb.WatchResponse{WatchId: id, Created: true, Canceled: true, CancelReason: reason(err)})
 		return
 	}
 	ws.watchers[id] = wt

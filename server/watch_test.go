@@ -150,11 +150,13 @@ func TestWatchStreamProtocol(t *testing.T) {
 		t.Fatal(err)
 	}
 	create(&pb.WatchCreateRequest{Key: []byte("a"), StartRevision: put1.Header.Revision})
-	r := recvWatch(t, stream)
-	if r.Created && !r.Canceled {
-		r = recvWatch(t, stream)
+	// Created first, alone (clientv3 reads nothing else in a created
+	// response), then the cancel with the compact revision.
+	if r := recvWatch(t, stream); !r.Created || r.Canceled {
+		t.Fatalf("watch from a compacted revision: first %+v, want created only", r)
 	}
-	if !r.Canceled || r.CompactRevision != last.Header.Revision {
+	r := recvWatch(t, stream)
+	if !r.Canceled || r.Created || r.CompactRevision != last.Header.Revision {
 		t.Fatalf("watch from a compacted revision: %+v, want canceled with compact revision %d", r, last.Header.Revision)
 	}
 	if err := stream.CloseSend(); err != nil {
