@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/cairn-db/cairn/storage"
@@ -30,6 +31,12 @@ type Config struct {
 	// ListenPeer is the address the gRPC transport listens on for peers.
 	// Default "127.0.0.1:2380". Ignored when Transport is set.
 	ListenPeer string
+	// PeerListener, if set, is the gRPC transport's listener, bound by the
+	// caller (ListenPeer then only names it): tests that must know every
+	// peer's address before the nodes start bind them first, with no
+	// window in which another process could take a port. The engine closes
+	// it.
+	PeerListener net.Listener
 	// InitialCluster lists the members a new cluster starts with, this node
 	// included. Empty means a one-node cluster of this node at ListenPeer.
 	// It is only used to bootstrap an empty data directory.

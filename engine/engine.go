@@ -211,11 +211,14 @@ func (e *Engine) open() (err error) {
 		e.tr, err = cfg.NewTransport(e.store)
 	} else {
 		e.tr, err = grpcnet.New(grpcnet.Options{
-			NodeID: e.id, ClusterID: cfg.ClusterID(), ListenAddr: cfg.ListenPeer,
+			NodeID: e.id, ClusterID: cfg.ClusterID(), ListenAddr: cfg.ListenPeer, Listener: cfg.PeerListener,
 			Network: cfg.Network, Compression: cfg.Compression, Snapshots: e.store, Logger: cfg.Logger,
 		})
 	}
 	if err != nil {
+		if cfg.PeerListener != nil {
+			cfg.PeerListener.Close()
+		}
 		return fmt.Errorf("engine: start transport: %w", err)
 	}
 	defer func() {

@@ -25,7 +25,10 @@ func TestMain(m *testing.M) {
 
 func TestResumeRemote(t *testing.T) {
 	c := servercluster.New(t, servercluster.Options{})
-	db, err := kvflag.Open(strings.Join(c.Endpoints(), ","), "")
+	// One member: the test compacts and then expects the resumed watch to
+	// see the compaction, which a member that has not applied it yet (the
+	// balancer may pick another) would not (as with etcd).
+	db, err := kvflag.Open(strings.Join(c.Endpoints(c.Names()[1]), ","), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,6 +41,10 @@ type Cluster struct {
 	clients map[string]string // name → client address, fixed across restarts
 	dirs    map[string]string
 	opts    Options
+	// bound holds each member's peer listener, bound when the cluster is
+	// made so that no other process takes the port before the member
+	// starts; the member's first start takes it over.
+	bound map[string]net.Listener
 }
 
 // New starts the members and waits until each is ready; everything stops at
@@ -59,7 +63,7 @@ func New(tb testing.TB, opts Options) *Cluster {
 	root := tb.TempDir()
 	c := &Cluster{
 		Servers: map[string]*server.Server{}, peers: map[string]string{}, clients: map[string]string{},
-		dirs: map[string]string{}, opts: opts,
+		dirs: map[string]string{}, opts: opts, bound: map[string]net.Listener{},
 	}
 	if opts.Memnet {
 		c.Net = memnet.New(1)
@@ -69,6 +73,9 @@ func New(tb testing.TB, opts Options) *Cluster {
 			if err := s.Shutdown(); err != nil {
 				tb.Errorf("shutdown %s: %v", name, err)
 			}
+		}
+		for _, l := range c.bound {
+			l.Close()
 		}
 		if c.Net != nil {
 			c.Net.Close()
@@ -82,7 +89,12 @@ func New(tb testing.TB, opts Options) *Cluster {
 		if opts.Memnet {
 			c.peers[name] = memnet.Addr(server.MemberID("cairn", name))
 		} else {
-			c.peers[name] = FreeAddr(tb)
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				tb.Fatal(err)
+			}
+			c.bound[name] = l
+			c.peers[name] = l.Addr().String()
 		}
 	}
 	for _, name := range c.names {
@@ -147,7 +159,12 @@ func (c *Cluster) Options(name string) server.Options {
 // Start starts member name (again) with its options.
 func (c *Cluster) Start(tb testing.TB, name string) {
 	tb.Helper()
-	s, err := server.New(c.Options(name))
+	o := c.Options(name)
+	if l, ok := c.bound[name]; ok {
+		o.DB.Engine.PeerListener = l
+		delete(c.bound, name)
+	}
+	s, err := server.New(o)
 	if err != nil {
 		tb.Fatalf("new %s: %v", name, err)
 	}

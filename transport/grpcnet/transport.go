@@ -26,6 +26,10 @@ type Options struct {
 	// ListenAddr is the TCP address to listen on, e.g. "127.0.0.1:0"; Addr
 	// returns the address actually bound.
 	ListenAddr string
+	// Listener, if set, is used instead of listening on ListenAddr: a
+	// program (or a test) that must know every peer address before the
+	// nodes start binds them first. The transport closes it.
+	Listener net.Listener
 	// Network tunes the three connection classes. The zero value means
 	// transport.DefaultNetworkOptions().
 	Network transport.NetworkOptions
@@ -105,9 +109,12 @@ func New(opts Options) (*Transport, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("node", opts.NodeID)
-	ln, err := net.Listen("tcp", opts.ListenAddr)
-	if err != nil {
-		return nil, fmt.Errorf("grpcnet: listen on %q: %w", opts.ListenAddr, err)
+	ln := opts.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", opts.ListenAddr); err != nil {
+			return nil, fmt.Errorf("grpcnet: listen on %q: %w", opts.ListenAddr, err)
+		}
 	}
 	t := &Transport{
 		opts:          opts,
