@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"net"
 	"testing"
 	"time"
 
@@ -45,8 +46,14 @@ func TestJoinAndRestart(t *testing.T) {
 		o.Name = name
 		o.InitialCluster = nil
 		o.Join = c.Endpoints()
-		o.ListenClient = servercluster.FreeAddr(t)
-		o.DB.Engine.ListenPeer = servercluster.FreeAddr(t)
+		o.ListenClient = "127.0.0.1:0"
+		// The peer port is bound now: the address goes to the cluster
+		// before the member starts.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.DB.Engine.ListenPeer, o.DB.Engine.PeerListener = l.Addr().String(), l
 		o.DB.Engine.DataDir = t.TempDir()
 		return o
 	}
@@ -91,6 +98,7 @@ func TestJoinAndRestart(t *testing.T) {
 	if _, err := cl.Put(ctx, "while", "down"); err != nil {
 		t.Fatal(err)
 	}
+	o4.DB.Engine.PeerListener = nil // closed with the first run; listen on ListenPeer again
 	s4 = startServer(t, o4)
 	if s4.DB().Engine().ID() != id4 {
 		t.Fatalf("restarted n4 runs as %x, want %x", s4.DB().Engine().ID(), id4)
