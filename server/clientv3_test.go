@@ -276,8 +276,9 @@ wait:
 		got, err := cl.Get(ctx, "left")
 		return err == nil && len(got.Kvs) == 0
 	})
-	if _, err := cl.TimeToLive(ctx, left.ID); err != nil {
-		t.Logf("time to live of an expired lease: %v", err)
+	// As etcd: an expired lease has TTL -1 (no error).
+	if gone, err := cl.TimeToLive(ctx, left.ID); err != nil || gone.TTL != -1 {
+		t.Errorf("time to live of the expired lease: %+v %v, want TTL -1", gone, err)
 	}
 	leases, err := cl.Leases(ctx)
 	if err != nil || len(leases.Leases) != 1 || leases.Leases[0].ID != kept.ID {

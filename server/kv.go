@@ -97,10 +97,11 @@ func (k *kvServer) Compact(ctx context.Context, req *pb.CompactionRequest) (*pb.
 // leader fails fast rather than holding the request until it times out.
 func do[T proto.Message](ctx context.Context, s *Server, req *pb.InternalRaftRequest) (T, error) {
 	var zero T
-	if proto.Size(req) > s.opts.MaxRequestBytes {
+	size := proto.Size(req)
+	if size > s.opts.MaxRequestBytes {
 		return zero, errTooLarge
 	}
-	if err := s.checkQuota(ctx, req); err != nil {
+	if err := s.checkQuota(ctx, req, size); err != nil {
 		return zero, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout())

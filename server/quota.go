@@ -6,7 +6,6 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"google.golang.org/protobuf/proto"
 )
 
 // sizeRefresh is how stale the storage size used for the quota may be:
@@ -28,9 +27,9 @@ func costs(req *pb.InternalRaftRequest) bool {
 	return req.Put != nil || req.Txn != nil || req.LeaseGrant != nil
 }
 
-// check refuses req if it would take storage past the quota, raising the
-// alarm on the way.
-func (s *Server) checkQuota(ctx context.Context, req *pb.InternalRaftRequest) error {
+// checkQuota refuses req, of reqSize encoded bytes, if it would take
+// storage past the quota, raising the alarm on the way.
+func (s *Server) checkQuota(ctx context.Context, req *pb.InternalRaftRequest, reqSize int) error {
 	if !costs(req) {
 		return nil
 	}
@@ -42,7 +41,7 @@ func (s *Server) checkQuota(ctx context.Context, req *pb.InternalRaftRequest) er
 	}
 	size := q.size
 	q.mu.Unlock()
-	if size+int64(proto.Size(req)) <= s.opts.QuotaBytes {
+	if size+int64(reqSize) <= s.opts.QuotaBytes {
 		return nil
 	}
 	for _, a := range s.db.Alarms() {
