@@ -193,7 +193,9 @@ func (ws *watchStream) forward(id int64, wt *watch.Watcher) {
 		return
 	}
 	resp := &pb.WatchResponse{WatchId: id, Canceled: true}
-	if err := wt.Err(); err != nil && !errors.Is(err, watch.ErrClosed) || errors.Is(err, watch.ErrStopped) {
+	// A close by the client needs no reason; the hub stopping does (its
+	// error also matches ErrClosed).
+	if err := wt.Err(); err != nil && (!errors.Is(err, watch.ErrClosed) || errors.Is(err, watch.ErrStopped)) {
 		resp.CancelReason = reason(err)
 	}
 	ws.send(resp)
